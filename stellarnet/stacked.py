@@ -6,14 +6,31 @@ bias, so a K-rate sweep costs about as many graph ops as one run. The same machi
 a committee of K networks that differ in initial weights (seeds) or bootstrap sample
 (``sample_weight`` rows of bootstrap counts).
 
-The forward pass sums in the order Keras' Dense layers do and the optimizer is the same
+Every sum is taken in the order Keras' Dense layers take it and the optimizer is the same
 :class:`stellarnet.optimizers.Optimizer` (with one learning rate per member), so each
-member's numbers equal a separate :func:`stellarnet.training.train` run (bit for bit on this
-machine; the tests hold them to 1e-5 relative).
+member's numbers equal a separate :func:`stellarnet.training.train` run (bit for bit on the
+machines we measured; the tests hold them to 1e-5 relative).
+
+Two formulations, chosen by the architecture:
+
+*wide* (one hidden layer, one output: the HR net, the galaxy nets)
+    The hidden layer of all members is one ``[n, width * K]`` matrix (column ``j * K + k``
+    is unit j of member k), so its forward pass is one fused matmul + bias + activation and
+    its gradients are a column sum and one matmul, TensorFlow's fastest kernels; the
+    per-member output sum is written out in the order of Eigen's matrix-vector product
+    (:func:`unit_sums`) and the backward pass is written out with the ops TensorFlow's
+    gradients use. No ``[K, n, width]`` broadcasting, which costs several times more.
+*batched* (any other depth)
+    ``[K, n, width]`` activations, batched matmuls and ``tf.GradientTape``.
+
+The members are split into ``groups`` of independent sub-graphs, which TensorFlow's executor
+runs side by side, one per core: with one thread per op (``TF_NUM_INTRAOP_THREADS=1``, which
+the ``stellarnet`` command sets) this is the fastest way to use two cores for these small ops.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +67,10 @@ class StackedRecorder:
         the weighted mean. None: every sample once.
     record : tuple of str
         Record groups, as for :func:`~stellarnet.training.train`.
+    groups : int, optional
+        Number of independent sub-graphs the members are split into (contiguous, sizes
+        differing by at most one). Default: one per CPU core, at most K. The numbers do not
+        depend on it.
     """
 
     def __init__(
@@ -64,6 +85,7 @@ class StackedRecorder:
         loss: str = "mse",
         sample_weight: np.ndarray | None = None,
         record: tuple[str, ...] = DEFAULT_RECORD,
+        groups: int | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -87,11 +109,15 @@ class StackedRecorder:
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True):
             self.slices.append((start, n_in, n_out))
             start += n_in * n_out + n_out
-        self.activations = [tf.keras.activations.get(activation)] * (len(members[0]) - 1)
-        self.activations.append(tf.keras.activations.get(output_activation))
+        self.activations = [activation] * (len(members[0]) - 1) + [output_activation]
+        unknown = {a for a in self.activations if a not in STACKED_ACTIVATIONS}
+        if unknown:
+            raise ConfigError(f"unsupported activation(s) {sorted(unknown)}")
+        self.is_wide = len(self.slices) == 2 and self.layer_sizes[0] == self.layer_sizes[-1] == 1
         self.x = tf.constant(x, dtype=tf.float32)
         self.y = tf.constant(y, dtype=tf.float32)
         n = len(y)
+        self.ones = tf.ones([n, 1])
         weights = np.ones((self.size, n)) if sample_weight is None else np.asarray(sample_weight)
         if weights.shape != (self.size, n):
             raise ConfigError(
@@ -100,11 +126,20 @@ class StackedRecorder:
         # Loss of member k: sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn.
         self.weights = tf.constant(weights / weights.sum(axis=1, keepdims=True), tf.float32)
         self.uniform = sample_weight is None
+        # The targets once per member, so the loss needs no broadcasting.
+        self.targets = tf.constant(np.tile(np.asarray(y, np.float32)[:, 0], (self.size, 1)))
+        count = groups if groups is not None else min(self.size, os.cpu_count() or 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.size:
+            raise ConfigError(f"groups must be an integer from 1 to {self.size}, got {groups!r}")
+        bounds = np.linspace(0, self.size, count + 1).round().astype(int)
+        self.groups = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         rates = tf.constant(np.reshape(learning_rates, (-1, 1)), tf.float32)
         self.optimizer = Optimizer(optimizer, [self.theta], rates)
         self.record = record
-        self.recorded = tf.constant(self._recorded_indices(), tf.int32)
+        indices = self._recorded_indices()
+        self.record_all = indices == list(range(flat.shape[1]))  # no gather needed
+        self.recorded = tf.constant(indices, tf.int32)
 
     def _recorded_indices(self) -> list[int]:
         """Positions in the flat parameter row of the recorded kernels and biases."""
@@ -166,61 +201,165 @@ class StackedRecorder:
             for row in flat
         ]
 
-    def forward(self) -> tuple[Any, list[Any]]:
-        """Outputs ``[K, n, 1]`` and hidden activations ``[K, n, width]`` of every member."""
+    def losses(self, yhat: Any, group: int) -> Any:
+        """Loss ``[k]`` of each member of ``group`` from its outputs ``[k, n]``."""
         import tensorflow as tf
 
-        values, hidden = self.x[None], []
-        for (start, n_in, n_out), activation in zip(self.slices, self.activations, strict=True):
-            kernel = tf.reshape(self.theta[:, start : start + n_in * n_out], [-1, n_in, n_out])
-            bias = self.theta[:, None, start + n_in * n_out : start + n_in * n_out + n_out]
-            # A batched matmul, even for one input: it sums in the order Keras' Dense does.
-            values = activation(tf.matmul(values, kernel) + bias)
-            hidden.append(values)
-        return values, hidden[:-1]
-
-    def losses(self, yhat: Any) -> Any:
-        """Per-member loss ``[K]``."""
-        import tensorflow as tf
-
-        squared = tf.square(self.y[None, :, 0] - yhat[:, :, 0])
+        lo, hi = self.groups[group]
+        squared = tf.square(self.targets[lo:hi] - yhat)
         if self.uniform:
             return self.loss_scale * tf.reduce_mean(squared, axis=1)
-        return self.loss_scale * tf.reduce_sum(self.weights * squared, axis=1)
+        return self.loss_scale * tf.reduce_sum(self.weights[lo:hi] * squared, axis=1)
 
-    def row(self, yhat: Any, loss: Any, grad: Any | None, hidden: list[Any]) -> Any:
+    def wide(self, theta: Any, group: int, gradients: bool) -> tuple[Any, Any, Any, Any]:
+        """A 1-input net with one hidden layer and one output: the output means, losses,
+        gradient ``[k, P]`` (or None) and hidden-unit means ``[k, width]`` (or None) of the
+        members ``theta`` ``[k, P]``."""
+        import tensorflow as tf
+
+        members, width = theta.shape[0], self.layer_sizes[1]
+        hidden_activation, output_activation = self.activations
+        # A member's row is w1, b1, w2 (width values each), b2. Unit-major [3, width * k]:
+        # column j * k + m holds unit j of member m.
+        blocks = tf.transpose(tf.reshape(theta[:, : 3 * width], [members, 3, width]), [1, 2, 0])
+        w1, b1, w2 = tf.unstack(tf.reshape(blocks, [3, width * members]))
+        b2 = theta[:, 3 * width]
+        # MatMul + BiasAdd + activation: grappler fuses them into one kernel, as for Keras' Dense.
+        hidden = activate(hidden_activation, tf.nn.bias_add(tf.matmul(self.x, w1[None]), b1))
+        z = tf.nn.bias_add(unit_sums(hidden * w2, width, members), b2)
+        yhat = tf.transpose(activate(output_activation, z))  # [k, n]
+        with tf.GradientTape() as tape:
+            tape.watch(yhat)
+            losses = self.losses(yhat, group)
+            total = tf.reduce_sum(losses)
+        outputs = tf.reduce_mean(yhat, axis=1)
+        unit_means = None
+        if "activations" in self.record:  # member-major, so the mean sums in a single run's order
+            per_member = tf.transpose(tf.reshape(hidden, [-1, width, members]), [2, 0, 1])
+            unit_means = tf.reduce_mean(per_member, axis=1)
+        if not gradients:
+            return outputs, losses, None, unit_means
+        # Backpropagation with the ops TensorFlow's gradients of Keras' Dense layers use.
+        dz = activation_gradient(output_activation, tape.gradient(total, yhat), yhat)
+        db2 = tf.reduce_sum(dz, axis=1)
+        dz = tf.tile(tf.transpose(dz), [1, width])  # [n, width * k], unit-major like hidden
+        dw2 = tf.matmul(self.ones, hidden * dz, transpose_a=True)[0]
+        dz = activation_gradient(hidden_activation, dz * w2, hidden)
+        db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
+        dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
+        grads = tf.reshape(tf.stack([dw1, db1, dw2]), [3, width, members])
+        grads = tf.reshape(tf.transpose(grads, [2, 0, 1]), [members, 3 * width])
+        return outputs, losses, tf.concat([grads, db2[:, None]], axis=1), unit_means
+
+    def batched(self, theta: Any, group: int, gradients: bool) -> tuple[Any, Any, Any, Any]:
+        """Any depth, ``[k, n, width]`` activations and a tape; returns as :meth:`wide`."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            values, hidden = self.x[None], []
+            for (start, n_in, n_out), name in zip(self.slices, self.activations, strict=True):
+                kernel = tf.reshape(theta[:, start : start + n_in * n_out], [-1, n_in, n_out])
+                bias = theta[:, None, start + n_in * n_out : start + n_in * n_out + n_out]
+                # A batched matmul, even for one input: it sums in the order Keras' Dense does.
+                values = activate(name, tf.matmul(values, kernel) + bias)
+                hidden.append(values)
+            yhat = tf.reshape(values, [theta.shape[0], -1])
+            losses = self.losses(yhat, group)
+            total = tf.reduce_sum(losses)  # members are independent: d total/d theta_k = dL_k
+        grad = tape.gradient(total, theta) if gradients else None
+        unit_means = [tf.reduce_mean(a, axis=1) for a in hidden[:-1]]
+        unit_means = tf.concat(unit_means, axis=1) if unit_means else None
+        return tf.reduce_mean(yhat, axis=1), losses, grad, unit_means
+
+    def evaluate(self, gradients: bool) -> tuple[Any, Any, Any, Any]:
+        """Output means, losses, gradients and hidden-unit means of all members, group by group
+        (the groups are independent sub-graphs, run side by side)."""
+        import tensorflow as tf
+
+        theta = tf.convert_to_tensor(self.theta)
+        step = self.wide if self.is_wide else self.batched
+        results = [step(theta[lo:hi], g, gradients) for g, (lo, hi) in enumerate(self.groups)]
+        columns = zip(*results, strict=True)
+        return tuple(None if parts[0] is None else tf.concat(parts, axis=0) for parts in columns)
+
+    def row(self, outputs: Any, losses: Any, grad: Any | None, unit_means: Any | None) -> Any:
         """Pack every member's record into a ``[K, columns - 1]`` float32 tensor."""
         import tensorflow as tf
 
-        parts = [tf.reduce_mean(yhat, axis=[1, 2])[:, None], loss[:, None]]
-        parts.append(tf.gather(self.theta, self.recorded, axis=1))
+        def recorded(values: Any) -> Any:
+            return values if self.record_all else tf.gather(values, self.recorded, axis=1)
+
+        parts = [outputs[:, None], losses[:, None], recorded(self.theta)]
         if "gradients" in self.record:
             if grad is None:
                 parts.append(tf.fill([self.size, len(self.recorded)], np.float32(np.nan)))
             else:
-                parts.append(tf.gather(grad, self.recorded, axis=1))
-        if "activations" in self.record:
-            parts += [tf.reduce_mean(a, axis=1) for a in hidden]
+                parts.append(recorded(grad))
+        if "activations" in self.record and unit_means is not None:
+            parts.append(unit_means)
         return tf.concat(parts, axis=1)
 
     def initial(self) -> Any:
         """Row 0 of every member."""
-        yhat, hidden = self.forward()
-        return self.row(yhat, self.losses(yhat), None, hidden)
+        outputs, losses, _, unit_means = self.evaluate(gradients=False)
+        return self.row(outputs, losses, None, unit_means)
 
     def epoch(self) -> Any:
         """One full-batch epoch of every member: forward, loss, gradient, update, record."""
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            yhat, hidden = self.forward()
-            losses = self.losses(yhat)
-            total = tf.reduce_sum(losses)  # members are independent: d total / d theta_k = dL_k
-        grad = tape.gradient(total, self.theta)
+        outputs, losses, grad, unit_means = self.evaluate(gradients=True)
         self.optimizer.apply([grad])
-        return self.row(yhat, losses, grad, hidden)
+        return self.row(outputs, losses, grad, unit_means)
 
     @property
     def row_shape(self) -> list[int]:
         """Shape of one record row: members x columns."""
         return [self.size, len(self.columns) - 1]
+
+
+STACKED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
+
+
+def activate(name: str, z: Any) -> Any:
+    """The activation ``name`` applied to ``z`` (the TensorFlow ops Keras' activations call)."""
+    import tensorflow as tf
+
+    if name == "linear":
+        return z
+    return {"relu": tf.nn.relu, "tanh": tf.nn.tanh, "sigmoid": tf.nn.sigmoid}[name](z)
+
+
+def activation_gradient(name: str, grad: Any, output: Any) -> Any:
+    """d loss/d z from d loss/d a, a = activation(z), with the op TensorFlow's gradient uses."""
+    import tensorflow as tf
+
+    if name == "relu":
+        return tf.raw_ops.ReluGrad(gradients=grad, features=output)
+    if name == "tanh":
+        return tf.raw_ops.TanhGrad(y=output, dy=grad)
+    if name == "sigmoid":
+        return tf.raw_ops.SigmoidGrad(y=output, dy=grad)
+    return grad
+
+
+def unit_sums(products: Any, width: int, members: int) -> Any:
+    """``[n, members]`` sums over the hidden units of ``products`` ``[n, width * members]``
+    (column ``j * members + k``: unit j of member k), in the order Keras' ``Dense(1)`` sums.
+
+    That is the order of Eigen's matrix-vector product on this CPU: eight running sums (unit
+    j goes to sum j % 8), added pairwise (sums 0+4, 1+5, 2+6, 3+7, then 0+2, 1+3, then 0+1),
+    then the last ``width % 8`` units one at a time. A sum over a middle axis runs in order.
+    """
+    import tensorflow as tf
+
+    units = tf.reshape(products, [-1, width, members])
+    body = width // 8 * 8
+    if not body:
+        return tf.reduce_sum(units, axis=1)
+    lanes = tf.reduce_sum(tf.reshape(units[:, :body], [-1, body // 8, 8, members]), axis=1)
+    for half in (4, 2, 1):
+        lanes = lanes[:, :half] + lanes[:, half : 2 * half]
+    total = lanes[:, 0]
+    for j in range(body, width):
+        total = total + units[:, j]
+    return total
