@@ -419,6 +419,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
+    # One thread per op: these nets' ops are too small to split, and the stacked sweeps run
+    # their member groups side by side instead (stellarnet.stacked). Set it to override.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
     from .errors import StellarnetError
 
     try:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
@@ -45,10 +47,16 @@ class Optimizer:
         self.learning_rate = tf.cast(learning_rate, tf.float32)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
         if name == "adam":
-            self.moments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
-            self.velocities = [
-                tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables
-            ]
+            # The moments of all variables as one flat vector each (one variable: its shape),
+            # so an update is a dozen ops whatever the number of variables.
+            shape = self.variables[0].shape if len(self.variables) == 1 else [self.size]
+            self.moments = tf.Variable(tf.zeros(shape), trainable=False)
+            self.velocities = tf.Variable(tf.zeros(shape), trainable=False)
+
+    @property
+    def size(self) -> int:
+        """Number of parameters in all variables."""
+        return sum(int(np.prod(v.shape)) for v in self.variables)
 
     def apply(self, grads: Sequence[Any]) -> None:
         """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step."""
@@ -63,10 +71,19 @@ class Optimizer:
             beta_1_power = tf.pow(tf.cast(ADAM_BETA_1, tf.float32), step)
             beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
             alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            for variable, grad, m, v in zip(
-                self.variables, grads, self.moments, self.velocities, strict=True
-            ):
-                m.assign_add((grad - m) * (1 - ADAM_BETA_1))
-                v.assign_add((tf.square(grad) - v) * (1 - ADAM_BETA_2))
-                variable.assign_sub((m * alpha) / (tf.sqrt(v) + ADAM_EPSILON))
+            # Elementwise, so one flat vector gives each parameter the numbers it gets alone.
+            if len(grads) == 1:
+                grad = grads[0]
+            else:
+                grad = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
+            m, v = self.moments, self.velocities
+            m.assign_add((grad - m) * (1 - ADAM_BETA_1))
+            v.assign_add((tf.square(grad) - v) * (1 - ADAM_BETA_2))
+            step = (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
+            if len(self.variables) == 1:
+                self.variables[0].assign_sub(step)
+            else:
+                sizes = [int(np.prod(variable.shape)) for variable in self.variables]
+                for variable, part in zip(self.variables, tf.split(step, sizes), strict=True):
+                    variable.assign_sub(tf.reshape(part, variable.shape))
         self.iterations.assign_add(1)

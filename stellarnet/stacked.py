@@ -13,13 +13,14 @@ machines we measured; the tests hold them to 1e-5 relative).
 
 Two formulations, chosen by the architecture:
 
-*wide* (one hidden layer, one output: the HR net, the galaxy nets)
+*wide* (one input, one hidden layer of at most 7 units, one output: the HR net, the galaxy
+nets)
     The hidden layer of all members is one ``[n, width * K]`` matrix (column ``j * K + k``
     is unit j of member k), so its forward pass is one fused matmul + bias + activation and
-    its gradients are a column sum and one matmul, TensorFlow's fastest kernels; the
-    per-member output sum is written out in the order of Eigen's matrix-vector product
-    (:func:`unit_sums`) and the backward pass is written out with the ops TensorFlow's
-    gradients use. No ``[K, n, width]`` broadcasting, which costs several times more.
+    its gradients are a column sum and one matmul, TensorFlow's fastest kernels. The
+    per-member output sum is taken in the order of Keras' matmul (:func:`unit_sums`) and the
+    backward pass is written out with the ops TensorFlow's gradients use. No
+    ``[K, n, width]`` broadcasting, which costs several times more.
 *batched* (any other depth)
     ``[K, n, width]`` activations, batched matmuls and ``tf.GradientTape``.
 
@@ -113,7 +114,12 @@ class StackedRecorder:
         unknown = {a for a in self.activations if a not in STACKED_ACTIVATIONS}
         if unknown:
             raise ConfigError(f"unsupported activation(s) {sorted(unknown)}")
-        self.is_wide = len(self.slices) == 2 and self.layer_sizes[0] == self.layer_sizes[-1] == 1
+        # Wider layers are summed in other orders by Keras' matmul (unit_sums): batched.
+        self.is_wide = (
+            len(self.slices) == 2
+            and self.layer_sizes[0] == self.layer_sizes[-1] == 1
+            and self.layer_sizes[1] < 8
+        )
         self.x = tf.constant(x, dtype=tf.float32)
         self.y = tf.constant(y, dtype=tf.float32)
         n = len(y)
@@ -344,22 +350,10 @@ def activation_gradient(name: str, grad: Any, output: Any) -> Any:
 
 def unit_sums(products: Any, width: int, members: int) -> Any:
     """``[n, members]`` sums over the hidden units of ``products`` ``[n, width * members]``
-    (column ``j * members + k``: unit j of member k), in the order Keras' ``Dense(1)`` sums.
-
-    That is the order of Eigen's matrix-vector product on this CPU: eight running sums (unit
-    j goes to sum j % 8), added pairwise (sums 0+4, 1+5, 2+6, 3+7, then 0+2, 1+3, then 0+1),
-    then the last ``width % 8`` units one at a time. A sum over a middle axis runs in order.
+    (column ``j * members + k``: unit j of member k), in the order Keras' ``Dense(1)`` sums
+    fewer than 8 units: one after the other. A sum over a middle axis runs in that order (a
+    chain of adds would not: grappler rewrites it into one AddN).
     """
     import tensorflow as tf
 
-    units = tf.reshape(products, [-1, width, members])
-    body = width // 8 * 8
-    if not body:
-        return tf.reduce_sum(units, axis=1)
-    lanes = tf.reduce_sum(tf.reshape(units[:, :body], [-1, body // 8, 8, members]), axis=1)
-    for half in (4, 2, 1):
-        lanes = lanes[:, :half] + lanes[:, half : 2 * half]
-    total = lanes[:, 0]
-    for j in range(body, width):
-        total = total + units[:, j]
-    return total
+    return tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+# TensorFlow as the stellarnet command runs it: one thread per op (set before it starts).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 from stellarnet.catalogs import GAIA_DR2_HR, PROJECT_ROOT, provenance_path, snapshot_path
 from stellarnet.config import ExperimentConfig, load_experiment

@@ -160,3 +160,49 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
         )
         mine = stacked[stacked["member"] == k].drop(columns="member").reset_index(drop=True)
         np.testing.assert_allclose(as_array(mine), as_array(alone), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("hidden", "output_activation", "groups"),
+    [((6,), "linear", 1), ((6,), "linear", 2), ((5,), "relu", 3), ((7,), "linear", 2)],
+)
+def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
+    hr_data, hidden, output_activation, groups
+):
+    """The wide formulation (1 input, one hidden layer) sums in Keras' order: exact numbers,
+    whatever the grouping, activations included."""
+    from stellarnet.stacked import StackedRecorder
+
+    record = ("kernels", "biases", "gradients", "activations")
+    specs = [
+        ModelSpec(hidden=hidden, output_activation=output_activation, seed=s) for s in (1, 2, 3, 4)
+    ]
+    rates = [0.3, 0.1, 0.03, 0.01]
+    members = [model_layers(build_model(spec)) for spec in specs]
+    recorder = StackedRecorder(
+        members,
+        hr_data.x,
+        hr_data.y,
+        rates,
+        output_activation=output_activation,
+        record=record,
+        groups=groups,
+    )
+    assert recorder.is_wide and len(recorder.groups) == groups
+    rows, epochs = run_epochs(recorder, 60, engine="graph")
+    stacked = recorder.frame(rows, epochs)
+    for k, (spec, rate) in enumerate(zip(specs, rates, strict=True)):
+        alone = train(
+            build_model(spec), hr_data.x, hr_data.y, learning_rate=rate, epochs=60, record=record
+        )
+        mine = stacked[stacked["member"] == k].drop(columns="member").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone, check_exact=True)
+
+
+def test_stacked_groups_must_fit_the_members(hr_data):
+    from stellarnet.stacked import StackedRecorder
+
+    members = [model_layers(build_model(HR_NET))] * 2
+    for bad in (0, 3, True):
+        with pytest.raises(ConfigError, match="groups"):
+            StackedRecorder(members, hr_data.x, hr_data.y, [0.1, 0.2], groups=bad)
