@@ -25,6 +25,8 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As the stellarnet command runs TensorFlow (and for every timing below, the baselines too).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 IMPORT_TF = (
     "import time; t = time.perf_counter(); import tensorflow; print(time.perf_counter() - t)"
@@ -108,6 +110,7 @@ def main() -> None:
         ).stdout
     )
     print(f"TensorFlow import: {seconds:.2f} s (fresh process)")
+    print(f"TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, {os.cpu_count()} cores")
 
     from stellarnet.catalogs import GAIA_DR2_HR, load_catalog
     from stellarnet.config import load_experiment
