@@ -98,8 +98,8 @@ def make_loss(name: str) -> Callable[[Any, Any], Any]:
     """``"mse"``: mean((y - yhat)^2); ``"half_mse"``: 0.5 * mean((y - yhat)^2).
 
     ``"mse"`` is ``keras.losses.MeanSquaredError`` operation for operation (the mean over the
-    last axis, the sum, ``divide_no_nan`` by the count), without Keras' loss machinery, which
-    would triple the ops of a traced epoch; the tests hold it to Keras' numbers bit for bit.
+    last axis, the sum, ``divide_no_nan`` by the count), without Keras' loss machinery (about
+    twice the ops in a traced epoch); the tests hold it to Keras' numbers bit for bit.
     """
     import tensorflow as tf
 
@@ -213,8 +213,8 @@ class Recorder:
         values, hidden = x, []
         for layer in self.model.layers:
             if layer in self.dense:
-                # Dense.call's own ops, without Keras' layer machinery (which triples the
-                # tracing time and an eager epoch's time for these small nets).
+                # Dense.call's own ops (matmul, add, activation), called directly: the same
+                # numbers without Keras' layer machinery around every call.
                 values = tf.matmul(values, layer.kernel)
                 if layer.bias is not None:
                     values = tf.add(values, layer.bias)
