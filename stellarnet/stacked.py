@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .backprop import ACTIVATIONS, activate, activation_gradient
 from .errors import ConfigError
 from .history import column_name
 from .optimizers import Optimizer
@@ -111,7 +112,7 @@ class StackedRecorder:
             self.slices.append((start, n_in, n_out))
             start += n_in * n_out + n_out
         self.activations = [activation] * (len(members[0]) - 1) + [output_activation]
-        unknown = {a for a in self.activations if a not in STACKED_ACTIVATIONS}
+        unknown = {a for a in self.activations if a not in ACTIVATIONS}
         if unknown:
             raise ConfigError(f"unsupported activation(s) {sorted(unknown)}")
         # Wider layers are summed in other orders by Keras' matmul (unit_sums): batched.
@@ -320,31 +321,6 @@ class StackedRecorder:
     def row_shape(self) -> list[int]:
         """Shape of one record row: members x columns."""
         return [self.size, len(self.columns) - 1]
-
-
-STACKED_ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
-
-
-def activate(name: str, z: Any) -> Any:
-    """The activation ``name`` applied to ``z`` (the TensorFlow ops Keras' activations call)."""
-    import tensorflow as tf
-
-    if name == "linear":
-        return z
-    return {"relu": tf.nn.relu, "tanh": tf.nn.tanh, "sigmoid": tf.nn.sigmoid}[name](z)
-
-
-def activation_gradient(name: str, grad: Any, output: Any) -> Any:
-    """d loss/d z from d loss/d a, a = activation(z), with the op TensorFlow's gradient uses."""
-    import tensorflow as tf
-
-    if name == "relu":
-        return tf.raw_ops.ReluGrad(gradients=grad, features=output)
-    if name == "tanh":
-        return tf.raw_ops.TanhGrad(y=output, dy=grad)
-    if name == "sigmoid":
-        return tf.raw_ops.SigmoidGrad(y=output, dy=grad)
-    return grad
 
 
 def unit_sums(products: Any, width: int, members: int) -> Any:

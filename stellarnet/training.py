@@ -137,7 +137,7 @@ class Recorder:
         y: np.ndarray,
         optimizer: str,
         learning_rate: float,
-        loss_fn: Callable[[Any, Any], Any],
+        loss: str = "mse",
         record: tuple[str, ...] = DEFAULT_RECORD,
         batch_size: int | None = None,
         shuffle_seed: int = 0,
@@ -146,11 +146,20 @@ class Recorder:
         import keras
         import tensorflow as tf
 
+        from .backprop import activation_name
         from .models import dense_parameters
 
         self.model = model
         self.dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-        self.loss_fn = loss_fn
+        self.loss_fn = make_loss(loss)
+        self.loss_scale = 0.5 if loss == "half_mse" else 1.0
+        # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
+        # anything else (dropout, penalties, other activations) with the tape.
+        self.tape = (
+            len(self.dense) != len(model.layers)
+            or bool(model.losses)
+            or any(activation_name(layer.activation) is None for layer in self.dense)
+        )
         self.x = tf.constant(x, dtype=tf.float32)
         self.y = tf.constant(y, dtype=tf.float32)
         rows = len(y)
@@ -271,14 +280,23 @@ class Recorder:
         """One update on the batch ``(x, y)``: forward, loss, gradient, update.
 
         Returns the batch-mean output, the loss, the gradients and the batch-mean hidden
-        activations, all computed before the update.
+        activations, all computed before the update. The gradients are the tape's; for a
+        plain Dense net they are computed with the tape's own ops, written out
+        (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
         """
         import tensorflow as tf
 
-        with tf.GradientTape() as tape:
+        from .backprop import dense_gradients, mse_and_gradient
+
+        if self.tape:
+            with tf.GradientTape() as tape:
+                yhat, hidden = self.forward(x, training=True)
+                loss = self.objective(y, yhat)
+            grads = tape.gradient(loss, self.variables)
+        else:
             yhat, hidden = self.forward(x, training=True)
-            loss = self.objective(y, yhat)
-        grads = tape.gradient(loss, self.variables)
+            loss, grad = mse_and_gradient(y, yhat, self.loss_scale)
+            grads = dense_gradients(self.dense, [x, *hidden], [*hidden, yhat], grad)
         self.optimizer.apply(grads)
         return tf.reduce_mean(yhat), loss, grads, [tf.reduce_mean(a, axis=0) for a in hidden]
 
@@ -330,6 +348,8 @@ def compile_epochs(
     def run(start: Any, count: Any, n_rows: Any) -> Any:
         def body(i: Any, written: Any, rows: Any) -> tuple[Any, Any, Any]:
             row = recorder.epoch()
+            if record_every == 1:  # every row: no branch in the loop
+                return i + 1, written + 1, rows.write(written, row)
             keep = tf.equal((start + i + 1) % record_every, 0)
             rows = tf.cond(keep, lambda: rows.write(written, row), lambda: rows)
             return i + 1, written + tf.cast(keep, tf.int32), rows
@@ -421,7 +441,7 @@ def train(
         y,
         optimizer,
         learning_rate,
-        make_loss(loss),
+        loss,
         record,
         batch_size=batch_size,
         shuffle_seed=shuffle_seed,
