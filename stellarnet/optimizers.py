@@ -58,32 +58,43 @@ class Optimizer:
         """Number of parameters in all variables."""
         return sum(int(np.prod(v.shape)) for v in self.variables)
 
-    def apply(self, grads: Sequence[Any]) -> None:
-        """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step."""
+    def flatten(self, tensors: Sequence[Any]) -> Any:
+        """One per variable, as one flat vector (one variable: as it is)."""
         import tensorflow as tf
 
+        if len(tensors) == 1:
+            return tf.convert_to_tensor(tensors[0])
+        return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
+
+    def apply(self, grads: Sequence[Any]) -> tuple[Any, Any]:
+        """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step.
+
+        Returns the gradients and the updated parameters, each as one flat vector in the order
+        of the variables (one variable: in its shape), ready to be recorded.
+        """
+        import tensorflow as tf
+
+        grad = self.flatten(grads)
+        theta = self.flatten(self.variables)
         if self.name == "sgd":
-            for variable, grad in zip(self.variables, grads, strict=True):
-                variable.assign_sub(grad * self.learning_rate)
+            theta = theta - grad * self.learning_rate
         else:
-            # keras.optimizers.Adam.update_step, operation for operation.
+            # keras.optimizers.Adam.update_step, operation for operation. It is elementwise,
+            # so one flat vector gives each parameter the numbers it gets alone.
             step = tf.cast(self.iterations + 1, tf.float32)
             beta_1_power = tf.pow(tf.cast(ADAM_BETA_1, tf.float32), step)
             beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
             alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            # Elementwise, so one flat vector gives each parameter the numbers it gets alone.
-            if len(grads) == 1:
-                grad = grads[0]
-            else:
-                grad = tf.concat([tf.reshape(g, [-1]) for g in grads], axis=0)
             m, v = self.moments, self.velocities
             m.assign_add((grad - m) * (1 - ADAM_BETA_1))
             v.assign_add((tf.square(grad) - v) * (1 - ADAM_BETA_2))
-            step = (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
-            if len(self.variables) == 1:
-                self.variables[0].assign_sub(step)
-            else:
-                sizes = [int(np.prod(variable.shape)) for variable in self.variables]
-                for variable, part in zip(self.variables, tf.split(step, sizes), strict=True):
-                    variable.assign_sub(tf.reshape(part, variable.shape))
+            theta = theta - (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
+        # theta - step, as the optimizers' assign_sub computes it.
+        if len(self.variables) == 1:
+            self.variables[0].assign(theta)
+        else:
+            sizes = [int(np.prod(variable.shape)) for variable in self.variables]
+            for variable, part in zip(self.variables, tf.split(theta, sizes), strict=True):
+                variable.assign(tf.reshape(part, variable.shape))
         self.iterations.assign_add(1)
+        return grad, theta

@@ -289,14 +289,16 @@ class StackedRecorder:
         columns = zip(*results, strict=True)
         return tuple(None if parts[0] is None else tf.concat(parts, axis=0) for parts in columns)
 
-    def row(self, outputs: Any, losses: Any, grad: Any | None, unit_means: Any | None) -> Any:
+    def row(
+        self, outputs: Any, losses: Any, grad: Any | None, unit_means: Any | None, theta: Any
+    ) -> Any:
         """Pack every member's record into a ``[K, columns - 1]`` float32 tensor."""
         import tensorflow as tf
 
         def recorded(values: Any) -> Any:
             return values if self.record_all else tf.gather(values, self.recorded, axis=1)
 
-        parts = [outputs[:, None], losses[:, None], recorded(self.theta)]
+        parts = [outputs[:, None], losses[:, None], recorded(theta)]
         if "gradients" in self.record:
             if grad is None:
                 parts.append(tf.fill([self.size, len(self.recorded)], np.float32(np.nan)))
@@ -309,13 +311,13 @@ class StackedRecorder:
     def initial(self) -> Any:
         """Row 0 of every member."""
         outputs, losses, _, unit_means = self.evaluate(gradients=False)
-        return self.row(outputs, losses, None, unit_means)
+        return self.row(outputs, losses, None, unit_means, self.theta)
 
     def epoch(self) -> Any:
         """One full-batch epoch of every member: forward, loss, gradient, update, record."""
         outputs, losses, grad, unit_means = self.evaluate(gradients=True)
-        self.optimizer.apply([grad])
-        return self.row(outputs, losses, grad, unit_means)
+        _, theta = self.optimizer.apply([grad])
+        return self.row(outputs, losses, grad, unit_means, theta)
 
     @property
     def row_shape(self) -> list[int]:

@@ -183,6 +183,10 @@ class Recorder:
         kinds = {"w"} if "kernels" in record else set()
         kinds |= {"b"} if "biases" in record else set()
         self.recorded = [i for i, (_, kind, _) in enumerate(self.parameters) if kind in kinds]
+        # Where the recorded parameters sit in the optimizer's flat parameter vector.
+        offsets = np.cumsum([0, *(int(np.prod(v.shape)) for v in self.variables)])
+        self.positions = [p for i in self.recorded for p in range(offsets[i], offsets[i + 1])]
+        self.record_all = self.positions == list(range(offsets[-1]))
         self.record_gradients = "gradients" in record
         self.record_activations = "activations" in record
         self.optimizer = Optimizer(optimizer, self.variables, learning_rate)
@@ -247,23 +251,37 @@ class Recorder:
         x_val, y_val = self.validation
         return [self.objective(y_val, self.forward(x_val, training=False)[0])]
 
-    def row(self, output: Any, loss: Any, grads: list[Any] | None, hidden: list[Any]) -> tf.Tensor:
+    def flat(self, values: Any) -> tf.Tensor:
+        """The optimizer's flat vector of all parameters (or gradients), as a 1-D tensor."""
+        import tensorflow as tf
+
+        return values if len(self.variables) > 1 else tf.reshape(values, [-1])
+
+    def row(
+        self, output: Any, loss: Any, grad: Any | None, hidden: list[Any], theta: Any = None
+    ) -> tf.Tensor:
         """Pack one epoch's record into a flat float32 vector (one transfer to the host).
 
-        ``output`` and ``hidden`` are already averaged over the batch.
+        ``output`` and ``hidden`` are already averaged over the batch; ``grad`` and ``theta``
+        are the optimizer's flat gradient and parameter vectors (``theta`` None: read the
+        variables; ``grad`` None: NaN).
         """
         import tensorflow as tf
 
+        def recorded(values: Any) -> Any:
+            values = self.flat(values)
+            return values if self.record_all else tf.gather(values, self.positions)
+
+        if theta is None:
+            theta = self.optimizer.flatten(self.variables)
         parts = [tf.reshape(output, [1]), tf.reshape(loss, [1])]
         parts += [tf.reshape(v, [1]) for v in self.validation_loss()]
-        parts += [tf.reshape(self.variables[i], [-1]) for i in self.recorded]
+        parts.append(recorded(theta))
         if self.record_gradients:
-            for i in self.recorded:
-                parts.append(
-                    tf.reshape(grads[i], [-1])
-                    if grads is not None
-                    else tf.fill([int(np.prod(self.variables[i].shape))], np.float32(np.nan))
-                )
+            if grad is None:
+                parts.append(tf.fill([len(self.positions)], np.float32(np.nan)))
+            else:
+                parts.append(recorded(grad))
         if self.record_activations:
             parts += hidden
         return tf.concat(parts, axis=0)
@@ -276,13 +294,13 @@ class Recorder:
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
         return self.row(tf.reduce_mean(yhat), self.objective(self.y, yhat), None, means)
 
-    def step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[Any, Any, list[Any], list[Any]]:
+    def step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[Any, Any, Any, list[Any], Any]:
         """One update on the batch ``(x, y)``: forward, loss, gradient, update.
 
-        Returns the batch-mean output, the loss, the gradients and the batch-mean hidden
-        activations, all computed before the update. The gradients are the tape's; for a
-        plain Dense net they are computed with the tape's own ops, written out
-        (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
+        Returns the batch-mean output, the loss, the gradients (flat), the batch-mean hidden
+        activations, all computed before the update, and the updated parameters (flat). The
+        gradients are the tape's; for a plain Dense net they are computed with the tape's own
+        ops, written out (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
         """
         import tensorflow as tf
 
@@ -297,8 +315,9 @@ class Recorder:
             yhat, hidden = self.forward(x, training=True)
             loss, grad = mse_and_gradient(y, yhat, self.loss_scale)
             grads = dense_gradients(self.dense, [x, *hidden], [*hidden, yhat], grad)
-        self.optimizer.apply(grads)
-        return tf.reduce_mean(yhat), loss, grads, [tf.reduce_mean(a, axis=0) for a in hidden]
+        grad, theta = self.optimizer.apply(grads)
+        means = [tf.reduce_mean(a, axis=0) for a in hidden]
+        return tf.reduce_mean(yhat), loss, grad, means, theta
 
     def epoch(self) -> tf.Tensor:
         """One epoch (one step on the full batch, or a pass over shuffled mini-batches)."""
@@ -309,22 +328,21 @@ class Recorder:
         self.epoch_count.assign_add(1)
         seed = tf.stack([tf.constant(self.shuffle_seed, tf.int64), self.epoch_count])
         order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(self.y)[0]), seed)
-        zeros = [tf.zeros([]), tf.zeros([]), *[tf.zeros_like(v) for v in self.variables]]
+        zeros = [tf.zeros([]), tf.zeros([]), tf.zeros_like(self.optimizer.flatten(self.variables))]
         zeros += [tf.zeros([layer.units]) for layer in self.dense[:-1]]
 
         def add_step(step: tf.Tensor, sums: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
             batch = order[step * self.batch_size : (step + 1) * self.batch_size]
-            output, loss, grads, hidden = self.step(
+            output, loss, grad, hidden, _ = self.step(
                 tf.gather(self.x, batch), tf.gather(self.y, batch)
             )
-            values = [output, loss, *grads, *hidden]
+            values = [output, loss, grad, *hidden]
             return step + 1, [a + b for a, b in zip(sums, values, strict=True)]
 
         # A while loop (a Python loop when eager): the graph does not grow with the steps.
         _, sums = tf.while_loop(lambda step, _: step < self.steps, add_step, (0, zeros))
-        means = [total / self.steps for total in sums]
-        n_grads = len(self.variables)
-        return self.row(means[0], means[1], means[2 : 2 + n_grads], means[2 + n_grads :])
+        output, loss, grad, *hidden = [total / self.steps for total in sums]
+        return self.row(output, loss, grad, hidden)  # the parameters after the last step
 
     @property
     def row_shape(self) -> list[int]:
