@@ -46,6 +46,13 @@ class Optimizer:
         self.variables = list(variables)
         self.learning_rate = tf.cast(learning_rate, tf.float32)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # All parameters as one flat vector (one variable: itself), kept in step with the
+        # variables by apply(), so an update reads them in one op.
+        self.theta = (
+            self.variables[0]
+            if len(self.variables) == 1
+            else tf.Variable(self.flatten(self.variables), trainable=False)
+        )
         if name == "adam":
             # The moments of all variables as one flat vector each (one variable: its shape),
             # so an update is a dozen ops whatever the number of variables.
@@ -75,7 +82,7 @@ class Optimizer:
         import tensorflow as tf
 
         grad = self.flatten(grads)
-        theta = self.flatten(self.variables)
+        theta = tf.convert_to_tensor(self.theta)
         if self.name == "sgd":
             theta = theta - grad * self.learning_rate
         else:
@@ -93,6 +100,7 @@ class Optimizer:
         if len(self.variables) == 1:
             self.variables[0].assign(theta)
         else:
+            self.theta.assign(theta)
             sizes = [int(np.prod(variable.shape)) for variable in self.variables]
             for variable, part in zip(self.variables, tf.split(theta, sizes), strict=True):
                 variable.assign(tf.reshape(part, variable.shape))

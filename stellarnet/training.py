@@ -229,7 +229,13 @@ class Recorder:
                 # Dense.call's own ops (matmul, add, activation), called directly: the same
                 # numbers without Keras' layer machinery around every call.
                 values = tf.matmul(values, layer.kernel)
-                if layer.bias is not None:
+                if layer.bias is not None and not self.tape and layer.kernel.shape[0] == 1:
+                    # One input: the matmul is an outer product, exact in any kernel, so the
+                    # bias may be added with BiasAdd, which grappler fuses with the matmul
+                    # and activation. (Not under the tape: its BiasAdd gradient sums the
+                    # bias gradient in another order than Keras' add's.)
+                    values = tf.nn.bias_add(values, layer.bias)
+                elif layer.bias is not None:
                     values = tf.add(values, layer.bias)
                 if layer.activation is not None:
                     values = layer.activation(values)
@@ -263,8 +269,8 @@ class Recorder:
         """Pack one epoch's record into a flat float32 vector (one transfer to the host).
 
         ``output`` and ``hidden`` are already averaged over the batch; ``grad`` and ``theta``
-        are the optimizer's flat gradient and parameter vectors (``theta`` None: read the
-        variables; ``grad`` None: NaN).
+        are the optimizer's flat gradient and parameter vectors (``theta`` None: the current
+        parameters; ``grad`` None: NaN).
         """
         import tensorflow as tf
 
@@ -273,7 +279,7 @@ class Recorder:
             return values if self.record_all else tf.gather(values, self.positions)
 
         if theta is None:
-            theta = self.optimizer.flatten(self.variables)
+            theta = self.optimizer.theta
         parts = [tf.reshape(output, [1]), tf.reshape(loss, [1])]
         parts += [tf.reshape(v, [1]) for v in self.validation_loss()]
         parts.append(recorded(theta))
@@ -328,7 +334,7 @@ class Recorder:
         self.epoch_count.assign_add(1)
         seed = tf.stack([tf.constant(self.shuffle_seed, tf.int64), self.epoch_count])
         order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(self.y)[0]), seed)
-        zeros = [tf.zeros([]), tf.zeros([]), tf.zeros_like(self.optimizer.flatten(self.variables))]
+        zeros = [tf.zeros([]), tf.zeros([]), tf.zeros_like(self.optimizer.theta)]
         zeros += [tf.zeros([layer.units]) for layer in self.dense[:-1]]
 
         def add_step(step: tf.Tensor, sums: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
