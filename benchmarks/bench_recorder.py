@@ -98,6 +98,25 @@ def fit_with_callback(model, x, y, epochs: int, learning_rate: float = 0.1) -> l
     return weights
 
 
+def fixed_costs(spec, x, y) -> tuple[float, float, float]:
+    """Seconds to build the model, trace the graph engine's function and make its first
+    call (graph optimisation and one epoch): what a graph run pays before its epochs."""
+    import tensorflow as tf
+
+    from stellarnet.models import build_model
+    from stellarnet.training import Recorder, compile_epochs
+
+    started = time.perf_counter()
+    model = build_model(spec)
+    built = time.perf_counter()
+    run = compile_epochs(Recorder(model, x, y, "adam", 0.1), record_every=1)
+    one = (tf.constant(0), tf.constant(1), tf.constant(1))
+    run.get_concrete_function(*one)
+    traced = time.perf_counter()
+    run(*one).numpy()
+    return built - started, traced - built, time.perf_counter() - traced
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
@@ -166,6 +185,13 @@ def main() -> None:
         f"  steady state (marginal cost of epochs {epochs + 1}..{2 * epochs}, tracing excluded): "
         f"{marginal * 1e3:.3f} ms/epoch = {eager_epoch / marginal:.0f}x the notebook's eager "
         f"epoch, {fit / epochs / marginal:.0f}x model.fit's"
+    )
+
+    costs = [fixed_costs(HR_NET, x, y) for _ in range(3)]
+    build, trace, first = (min(c) for c in zip(*costs, strict=True))
+    print(
+        f"  fixed costs of a graph run: model build {build * 1e3:.0f} ms, tracing "
+        f"{trace * 1e3:.0f} ms, first call (graph optimisation + 1 epoch) {first * 1e3:.0f} ms"
     )
 
     print(

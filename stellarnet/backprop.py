@@ -66,8 +66,14 @@ def mse_and_gradient(y: Any, yhat: Any, scale: float = 1.0) -> tuple[Any, Any]:
     count = tf.cast(tf.size(values), tf.float32)
     loss = tf.math.divide_no_nan(tf.reduce_sum(values), count)
     per_row = tf.math.divide_no_nan(tf.constant(scale, tf.float32), count)
-    grad = -((per_row / float(yhat.shape[-1])) * (error * 2.0))
+    grad = mse_gradient(error, per_row / float(yhat.shape[-1]))
     return (loss if scale == 1.0 else scale * loss), grad
+
+
+def mse_gradient(error: Any, weight: Any) -> Any:
+    """d loss/d yhat of ``loss = sum(weight * error^2)``, ``error = y - yhat``, with a scalar
+    ``weight`` (float32), in the tape's order: ``-(weight * (error * 2))``."""
+    return -(weight * (error * 2.0))
 
 
 def dense_gradients(

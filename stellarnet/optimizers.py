@@ -3,9 +3,10 @@
 The updates perform the same float32 operations in the same order as
 ``keras.optimizers.Adam.update_step`` (default settings) and ``keras.optimizers.SGD``
 (no momentum), so a run gives the same numbers, bit for bit, as one driven by the Keras
-optimizer; the tests hold them to it. Written out, they cost a handful of ops per variable:
-in eager mode an epoch takes a fraction of Keras' ``apply_gradients`` (whose Python
-machinery dominates a small net's epoch), and a traced graph is smaller and traces faster.
+optimizer; the tests hold them to it. The formulas are elementwise, so all parameters are
+updated as one flat vector: a dozen ops whatever the number of variables. In eager mode an
+epoch takes a fraction of Keras' ``apply_gradients`` (whose Python machinery dominates a
+small net's epoch), and a traced graph is smaller and traces faster.
 
 The learning rate may be a tensor that broadcasts against the variables, e.g. one rate per
 stacked network (``[K, 1]``).
@@ -35,6 +36,13 @@ class Optimizer:
         What :meth:`apply` updates, in the order of the gradients it is given.
     learning_rate : float or tensor
         The step size eta, a scalar or a tensor broadcasting against each variable.
+
+    Attributes
+    ----------
+    theta : tf.Variable
+        All parameters as one flat vector, in the order of ``variables`` (one variable:
+        that variable). :meth:`apply` keeps it and the variables in step; nothing else may
+        assign the variables while the optimizer is in use.
     """
 
     def __init__(self, name: str, variables: Sequence[Any], learning_rate: Any) -> None:
@@ -53,17 +61,9 @@ class Optimizer:
             if len(self.variables) == 1
             else tf.Variable(self.flatten(self.variables), trainable=False)
         )
-        if name == "adam":
-            # The moments of all variables as one flat vector each (one variable: its shape),
-            # so an update is a dozen ops whatever the number of variables.
-            shape = self.variables[0].shape if len(self.variables) == 1 else [self.size]
-            self.moments = tf.Variable(tf.zeros(shape), trainable=False)
-            self.velocities = tf.Variable(tf.zeros(shape), trainable=False)
-
-    @property
-    def size(self) -> int:
-        """Number of parameters in all variables."""
-        return sum(int(np.prod(v.shape)) for v in self.variables)
+        if name == "adam":  # the moments, shaped like theta
+            self.moments = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
+            self.velocities = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
 
     def flatten(self, tensors: Sequence[Any]) -> Any:
         """One per variable, as one flat vector (one variable: as it is)."""

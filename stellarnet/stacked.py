@@ -19,8 +19,11 @@ nets)
     is unit j of member k), so its forward pass is one fused matmul + bias + activation and
     its gradients are a column sum and one matmul, TensorFlow's fastest kernels. The
     per-member output sum is taken in the order of Keras' matmul (:func:`unit_sums`) and the
-    backward pass is written out with the ops TensorFlow's gradients use. No
-    ``[K, n, width]`` broadcasting, which costs several times more.
+    backward pass is written out with the ops TensorFlow's gradients use (the loss gradient
+    too, as :mod:`stellarnet.backprop`, except for bootstrap weights). A member's output
+    gradient is spread over its units' columns by a matmul with one non-zero term per sum
+    (exact). No ``tf.tile`` and no ``[K, n, width]`` broadcasting, which cost several times
+    more.
 *batched* (any other depth)
     ``[K, n, width]`` activations, batched matmuls and ``tf.GradientTape``.
 
@@ -38,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backprop import ACTIVATIONS, activate, activation_gradient
+from .backprop import ACTIVATIONS, activate, activation_gradient, mse_gradient
 from .errors import ConfigError
 from .history import column_name
 from .optimizers import Optimizer
@@ -134,6 +137,7 @@ class StackedRecorder:
         self.uniform = sample_weight is None
         # The targets once per member, so the loss needs no broadcasting.
         self.targets = tf.constant(np.tile(np.asarray(y, np.float32)[:, 0], (self.size, 1)))
+        self.targets_by_row = tf.constant(self.targets.numpy().T)  # [n, K]
         count = groups if groups is not None else min(self.size, os.cpu_count() or 1)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.size:
             raise ConfigError(f"groups must be an integer from 1 to {self.size}, got {groups!r}")
@@ -233,11 +237,11 @@ class StackedRecorder:
         # MatMul + BiasAdd + activation: grappler fuses them into one kernel, as for Keras' Dense.
         hidden = activate(hidden_activation, tf.nn.bias_add(tf.matmul(self.x, w1[None]), b1))
         z = tf.nn.bias_add(unit_sums(hidden * w2, width, members), b2)
-        yhat = tf.transpose(activate(output_activation, z))  # [k, n]
-        with tf.GradientTape() as tape:
+        output = activate(output_activation, z)  # [n, k]
+        yhat = tf.transpose(output)  # [k, n]: a member's sums run along a row, as alone
+        with tf.GradientTape() as tape:  # differentiates weighted (bootstrap) losses only
             tape.watch(yhat)
             losses = self.losses(yhat, group)
-            total = tf.reduce_sum(losses)
         outputs = tf.reduce_mean(yhat, axis=1)
         unit_means = None
         if "activations" in self.record:  # member-major, so the mean sums in a single run's order
@@ -246,16 +250,34 @@ class StackedRecorder:
         if not gradients:
             return outputs, losses, None, unit_means
         # Backpropagation with the ops TensorFlow's gradients of Keras' Dense layers use.
-        dz = activation_gradient(output_activation, tape.gradient(total, yhat), yhat)
-        db2 = tf.reduce_sum(dz, axis=1)
-        dz = tf.tile(tf.transpose(dz), [1, width])  # [n, width * k], unit-major like hidden
-        dw2 = tf.matmul(self.ones, hidden * dz, transpose_a=True)[0]
-        dz = activation_gradient(hidden_activation, dz * w2, hidden)
+        if self.uniform:  # d loss/d yhat as the tape computes it, in [n, k] layout
+            lo, hi = self.groups[group]
+            weight = np.float32(self.loss_scale) / np.float32(self.x.shape[0])
+            dz = mse_gradient(self.targets_by_row[:, lo:hi] - output, weight)
+        else:
+            dz = tf.transpose(tape.gradient(tf.reduce_sum(losses), yhat))
+        dz = activation_gradient(output_activation, dz, output)
+        db2 = tf.reduce_sum(tf.transpose(dz), axis=1)  # along rows: in a single run's order
+        # Each member's dz spread over its units' columns, [n, width * k], as a matmul with
+        # one non-zero term per sum (exact): far cheaper than tf.tile or broadcasting.
+        spread = self.member_blocks(members, width)  # [width * k, k]
+        dw2 = tf.matmul(
+            self.ones, hidden * tf.matmul(dz, spread, transpose_b=True), transpose_a=True
+        )[0]
+        dz = tf.matmul(dz, w2[:, None] * spread, transpose_b=True)  # dz * w2
+        dz = activation_gradient(hidden_activation, dz, hidden)
         db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
         dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
         grads = tf.reshape(tf.stack([dw1, db1, dw2]), [3, width, members])
         grads = tf.reshape(tf.transpose(grads, [2, 0, 1]), [members, 3 * width])
         return outputs, losses, tf.concat([grads, db2[:, None]], axis=1), unit_means
+
+    @staticmethod
+    def member_blocks(members: int, width: int) -> Any:
+        """``[width * members, members]`` ones at (j * members + m, m), zeros elsewhere."""
+        import tensorflow as tf
+
+        return tf.tile(tf.eye(members), [width, 1])
 
     def batched(self, theta: Any, group: int, gradients: bool) -> tuple[Any, Any, Any, Any]:
         """Any depth, ``[k, n, width]`` activations and a tape; returns as :meth:`wide`."""

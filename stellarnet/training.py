@@ -4,7 +4,8 @@ Each epoch reads like the assignment's equations (:meth:`Recorder.epoch`)::
 
     yhat  = model(x)                      # forward
     L     = loss(y, yhat)                 # Keras MeanSquaredError: mean((y - yhat)**2)
-    g     = dL/dtheta                     # GradientTape
+    g     = dL/dtheta                     # GradientTape (plain Dense nets: its ops written
+                                          # out, stellarnet.backprop; the same numbers)
     theta = optimizer.update(theta, g)    # Adam, or plain SGD: theta <- theta - eta * g
                                           # (Keras' formulas: stellarnet.optimizers)
     record(epoch, mean(yhat), L, theta, g)
@@ -155,7 +156,7 @@ class Recorder:
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
-        self.tape = (
+        self.use_tape = (
             len(self.dense) != len(model.layers)
             or bool(model.losses)
             or any(activation_name(layer.activation) is None for layer in self.dense)
@@ -229,7 +230,7 @@ class Recorder:
                 # Dense.call's own ops (matmul, add, activation), called directly: the same
                 # numbers without Keras' layer machinery around every call.
                 values = tf.matmul(values, layer.kernel)
-                if layer.bias is not None and not self.tape and layer.kernel.shape[0] == 1:
+                if layer.bias is not None and not self.use_tape and layer.kernel.shape[0] == 1:
                     # One input: the matmul is an outer product, exact in any kernel, so the
                     # bias may be added with BiasAdd, which grappler fuses with the matmul
                     # and activation. (Not under the tape: its BiasAdd gradient sums the
@@ -312,7 +313,7 @@ class Recorder:
 
         from .backprop import dense_gradients, mse_and_gradient
 
-        if self.tape:
+        if self.use_tape:
             with tf.GradientTape() as tape:
                 yhat, hidden = self.forward(x, training=True)
                 loss = self.objective(y, yhat)

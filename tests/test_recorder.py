@@ -105,8 +105,8 @@ def test_written_out_backprop_equals_the_tape_bit_for_bit(
         recorder = Recorder(
             build_model(spec), x, y, optimizer, 0.05, loss, record, batch_size=batch_size
         )
-        assert recorder.tape is False
-        recorder.tape = tape
+        assert recorder.use_tape is False
+        recorder.use_tape = tape
         rows, epochs = run_epochs(recorder, 15, engine=engine)
         histories.append(recorder.frame(rows, epochs))
     pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
@@ -116,7 +116,7 @@ def test_written_out_backprop_equals_the_tape_bit_for_bit(
 
 def test_nets_with_penalties_or_dropout_use_the_tape(hr_data):
     for spec in (ModelSpec(hidden=(6,), l2=1e-3), ModelSpec(hidden=(6,), dropout=0.2)):
-        assert Recorder(build_model(spec), hr_data.x, hr_data.y, "adam", 0.1).tape
+        assert Recorder(build_model(spec), hr_data.x, hr_data.y, "adam", 0.1).use_tape
 
 
 def test_record_every_and_groups(hr_data):
