@@ -92,9 +92,13 @@ class Optimizer:
             beta_1_power = tf.pow(tf.cast(ADAM_BETA_1, tf.float32), step)
             beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
             alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            m, v = self.moments, self.velocities
-            m.assign_add((grad - m) * (1 - ADAM_BETA_1))
-            v.assign_add((tf.square(grad) - v) * (1 - ADAM_BETA_2))
+            # m += (g - m)(1 - beta_1) as assign_add computes it, kept as a tensor (no re-read).
+            m = tf.convert_to_tensor(self.moments)
+            m = m + (grad - m) * (1 - ADAM_BETA_1)
+            v = tf.convert_to_tensor(self.velocities)
+            v = v + (tf.square(grad) - v) * (1 - ADAM_BETA_2)
+            self.moments.assign(m)
+            self.velocities.assign(v)
             theta = theta - (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
         # theta - step, as the optimizers' assign_sub computes it.
         if len(self.variables) == 1:
