@@ -7,12 +7,17 @@ Prints, for a 1-6-1 ReLU net trained full batch with Adam:
   (GradientTape, ``.numpy()`` on every variable and gradient every epoch), (b) stellarnet's
   recorder (``train()``, engine chosen by run length), (c) ``model.fit`` with a callback that
   copies the weights every epoch (it records no gradients);
+* the steady-state cost of an epoch (epochs 2001..4000) and the fixed costs of a graph run
+  (building the model, tracing, the first call);
 * for K = 2, 8, 32 learning rates: a vectorised sweep vs K sequential runs, as multiples of
-  one recorder run of the same length;
+  the fastest single recorder run of the same length;
 * peak memory (max RSS) of a 10,000-epoch run of a 4-16-16-1 net with everything recorded,
   on SYNTHETIC inputs (4 uniform features; the network's size, not the data, matters here).
 
-Every timing is end to end (tracing included) and the best of ``--repeat`` tries.
+Every timing is end to end (tracing included) and the best of ``--repeat`` tries (sequential
+sweeps and the 2x-long sweeps: one try). The machine's speed drifts, so runs that are compared
+with each other are interleaved.
+
 Run: ``.venv/bin/python benchmarks/bench_recorder.py [--quick]``.
 """
 

@@ -77,21 +77,27 @@ def mse_gradient(error: Any, weight: Any) -> Any:
 
 
 def dense_gradients(
-    layers: Sequence[Any], inputs: Sequence[Any], outputs: Sequence[Any], grad: Any
+    layers: Sequence[Any],
+    activations: Sequence[str],
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    grad: Any,
 ) -> list[Any]:
     """Gradients of every kernel and bias of the Dense ``layers`` (first layer first, kernel
-    before bias), given each layer's input and output and d loss/d (last output).
+    before bias), given their activations' names, each layer's input and output, and
+    d loss/d (last output).
 
-    Each layer computes ``a = activation(matmul(x, kernel) + bias)``; the gradients are
-    ``dz = activation'(dz)``, ``dkernel = x^T dz``, ``dbias = sum_rows dz`` and
-    ``dx = dz kernel^T``, with the ops (and operand orders) of TensorFlow's own gradients.
+    Each layer computes ``a = activation(z)``, ``z = matmul(x, kernel) + bias``; from
+    ``da = d loss/d a`` the gradients are ``dz = activation'(z) * da``, ``dkernel = x^T dz``,
+    ``dbias = sum over rows of dz`` and ``dx = dz kernel^T``, with the ops (and operand
+    orders) of TensorFlow's own gradients.
     """
     import tensorflow as tf
 
     grads: list[Any] = []
     for index in range(len(layers) - 1, -1, -1):
         layer = layers[index]
-        dz = activation_gradient(activation_name(layer.activation), grad, outputs[index])
+        dz = activation_gradient(activations[index], grad, outputs[index])
         layer_grads = [tf.matmul(inputs[index], dz, transpose_a=True)]
         if layer.bias is not None:
             layer_grads.append(tf.reduce_sum(dz, axis=0))

@@ -8,8 +8,8 @@ updated as one flat vector: a dozen ops whatever the number of variables. In eag
 epoch takes a fraction of Keras' ``apply_gradients`` (whose Python machinery dominates a
 small net's epoch), and a traced graph is smaller and traces faster.
 
-The learning rate may be a tensor that broadcasts against the variables, e.g. one rate per
-stacked network (``[K, 1]``).
+The learning rate may be a tensor that broadcasts against :attr:`Optimizer.theta`, e.g. one
+rate per stacked network (``[K, 1]`` against a ``[K, P]`` variable).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Optimizer:
     variables : sequence of tf.Variable
         What :meth:`apply` updates, in the order of the gradients it is given.
     learning_rate : float or tensor
-        The step size eta, a scalar or a tensor broadcasting against each variable.
+        The step size eta, a scalar or a tensor broadcasting against :attr:`theta`.
 
     Attributes
     ----------
@@ -59,14 +59,15 @@ class Optimizer:
         self.theta = (
             self.variables[0]
             if len(self.variables) == 1
-            else tf.Variable(self.flatten(self.variables), trainable=False)
+            else tf.Variable(self.pack(self.variables), trainable=False)
         )
         if name == "adam":  # the moments, shaped like theta
             self.moments = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
             self.velocities = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
 
-    def flatten(self, tensors: Sequence[Any]) -> Any:
-        """One per variable, as one flat vector (one variable: as it is)."""
+    def pack(self, tensors: Sequence[Any]) -> Any:
+        """Tensors shaped like the variables, packed as :attr:`theta` is: one flat vector (one
+        variable: the tensor as it is)."""
         import tensorflow as tf
 
         if len(tensors) == 1:
@@ -76,12 +77,12 @@ class Optimizer:
     def apply(self, grads: Sequence[Any]) -> tuple[Any, Any]:
         """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step.
 
-        Returns the gradients and the updated parameters, each as one flat vector in the order
-        of the variables (one variable: in its shape), ready to be recorded.
+        Returns the gradients and the updated parameters, packed as :attr:`theta` (one flat
+        vector in the order of the variables; one variable: in its shape), ready to record.
         """
         import tensorflow as tf
 
-        grad = self.flatten(grads)
+        grad = self.pack(grads)
         theta = tf.convert_to_tensor(self.theta)
         if self.name == "sgd":
             theta = theta - grad * self.learning_rate

@@ -22,8 +22,8 @@ nets)
     backward pass is written out with the ops TensorFlow's gradients use (the loss gradient
     too, as :mod:`stellarnet.backprop`, except for bootstrap weights). A member's output
     gradient is spread over its units' columns by a matmul with one non-zero term per sum
-    (exact). No ``tf.tile`` and no ``[K, n, width]`` broadcasting, which cost several times
-    more.
+    (exact; :meth:`StackedRecorder.spread`). No ``tf.tile`` and no ``[K, n, width]``
+    broadcasting, which cost several times more.
 *batched* (any other depth)
     ``[K, n, width]`` activations, batched matmuls and ``tf.GradientTape``.
 
@@ -137,7 +137,7 @@ class StackedRecorder:
         self.uniform = sample_weight is None
         # The targets once per member, so the loss needs no broadcasting.
         self.targets = tf.constant(np.tile(np.asarray(y, np.float32)[:, 0], (self.size, 1)))
-        self.targets_by_row = tf.constant(self.targets.numpy().T)  # [n, K]
+        self.targets_by_row = tf.constant(np.tile(np.asarray(y, np.float32), (1, self.size)))
         count = groups if groups is not None else min(self.size, os.cpu_count() or 1)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.size:
             raise ConfigError(f"groups must be an integer from 1 to {self.size}, got {groups!r}")
@@ -258,14 +258,9 @@ class StackedRecorder:
             dz = tf.transpose(tape.gradient(tf.reduce_sum(losses), yhat))
         dz = activation_gradient(output_activation, dz, output)
         db2 = tf.reduce_sum(tf.transpose(dz), axis=1)  # along rows: in a single run's order
-        # Each member's dz spread over its units' columns, [n, width * k], as a matmul with
-        # one non-zero term per sum (exact): far cheaper than tf.tile or broadcasting.
-        spread = self.member_blocks(members, width)  # [width * k, k]
-        dw2 = tf.matmul(
-            self.ones, hidden * tf.matmul(dz, spread, transpose_b=True), transpose_a=True
-        )[0]
-        dz = tf.matmul(dz, w2[:, None] * spread, transpose_b=True)  # dz * w2
-        dz = activation_gradient(hidden_activation, dz, hidden)
+        spread, spread_w2 = self.spread(dz, w2, width)  # dz, dz * w2 over the unit columns
+        dw2 = tf.matmul(self.ones, hidden * spread, transpose_a=True)[0]
+        dz = activation_gradient(hidden_activation, spread_w2, hidden)
         db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
         dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
         grads = tf.reshape(tf.stack([dw1, db1, dw2]), [3, width, members])
@@ -273,11 +268,33 @@ class StackedRecorder:
         return outputs, losses, tf.concat([grads, db2[:, None]], axis=1), unit_means
 
     @staticmethod
-    def member_blocks(members: int, width: int) -> Any:
-        """``[width * members, members]`` ones at (j * members + m, m), zeros elsewhere."""
+    def spread(dz: Any, w2: Any, width: int) -> tuple[Any, Any]:
+        """Each member's ``dz`` ``[n, k]`` spread over its units' columns, ``[n, width * k]``
+        (column ``j * k + m``: ``dz[:, m]``), and the same times ``w2``.
+
+        A matmul with a 0/1 block matrix, one non-zero term per sum (exact), is several times
+        cheaper than ``tf.tile`` and broadcasting, but 0 * NaN = NaN would leak a diverging
+        member's values into the others: then (and only then) the tile is used.
+        """
         import tensorflow as tf
 
-        return tf.tile(tf.eye(members), [width, 1])
+        members = dz.shape[1]
+        blocks = tf.constant(np.tile(np.eye(members, dtype=np.float32), (width, 1)))
+
+        def by_matmul() -> tuple[Any, Any]:
+            return (
+                tf.matmul(dz, blocks, transpose_b=True),
+                tf.matmul(dz, w2[:, None] * blocks, transpose_b=True),
+            )
+
+        def by_tile() -> tuple[Any, Any]:
+            tiled = tf.tile(dz, [1, width])
+            return tiled, tiled * w2
+
+        finite = tf.logical_and(
+            tf.reduce_all(tf.math.is_finite(dz)), tf.reduce_all(tf.math.is_finite(w2))
+        )
+        return tf.cond(finite, by_matmul, by_tile)
 
     def batched(self, theta: Any, group: int, gradients: bool) -> tuple[Any, Any, Any, Any]:
         """Any depth, ``[k, n, width]`` activations and a tape; returns as :meth:`wide`."""

@@ -1,4 +1,5 @@
-"""The recorded training loop: ``tf.GradientTape`` descent, one history row per epoch.
+"""The recorded training loop: gradient descent on ``tf.GradientTape``'s gradients, one
+history row per epoch.
 
 Each epoch reads like the assignment's equations (:meth:`Recorder.epoch`)::
 
@@ -129,6 +130,31 @@ class Recorder:
     those at the end of the epoch. ``val_loss`` (with validation data) is the loss on the
     validation rows with the parameters at the end of the epoch (row 0: initial), as Keras
     reports it. The loss includes the model's regularisation penalties (``model.losses``).
+
+    Parameters
+    ----------
+    model : keras.Model
+        Dense layers (and parameter-free layers such as Dropout); trained in place.
+    x, y : ndarray
+        Inputs ``(n, n_features)`` and targets ``(n, n_outputs)``.
+    optimizer : {"adam", "sgd"}
+    learning_rate : float
+    loss : {"mse", "half_mse"}
+    record : tuple of str
+        Record groups (see :func:`train`).
+    batch_size : int or None
+        Mini-batch size; None: the full batch.
+    shuffle_seed : int
+        Seed of the per-epoch mini-batch shuffle.
+    validation : (x_val, y_val), optional
+        Rows scored after every epoch (``val_loss``).
+
+    Attributes
+    ----------
+    use_tape : bool
+        True: gradients from ``tf.GradientTape``. False (a plain Dense net: ReLU, tanh,
+        sigmoid or linear units, no dropout, no penalties): from the tape's ops written out
+        (:mod:`stellarnet.backprop`), the same numbers with a smaller graph.
     """
 
     def __init__(
@@ -156,10 +182,9 @@ class Recorder:
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
+        self.activations = [activation_name(layer.activation) for layer in self.dense]
         self.use_tape = (
-            len(self.dense) != len(model.layers)
-            or bool(model.losses)
-            or any(activation_name(layer.activation) is None for layer in self.dense)
+            len(self.dense) != len(model.layers) or bool(model.losses) or None in self.activations
         )
         self.x = tf.constant(x, dtype=tf.float32)
         self.y = tf.constant(y, dtype=tf.float32)
@@ -186,8 +211,9 @@ class Recorder:
         self.recorded = [i for i, (_, kind, _) in enumerate(self.parameters) if kind in kinds]
         # Where the recorded parameters sit in the optimizer's flat parameter vector.
         offsets = np.cumsum([0, *(int(np.prod(v.shape)) for v in self.variables)])
-        self.positions = [p for i in self.recorded for p in range(offsets[i], offsets[i + 1])]
-        self.record_all = self.positions == list(range(offsets[-1]))
+        positions = [p for i in self.recorded for p in range(offsets[i], offsets[i + 1])]
+        self.record_all = positions == list(range(offsets[-1]))
+        self.positions = np.array(positions, dtype=np.int32)
         self.record_gradients = "gradients" in record
         self.record_activations = "activations" in record
         self.optimizer = Optimizer(optimizer, self.variables, learning_rate)
@@ -321,7 +347,9 @@ class Recorder:
         else:
             yhat, hidden = self.forward(x, training=True)
             loss, grad = mse_and_gradient(y, yhat, self.loss_scale)
-            grads = dense_gradients(self.dense, [x, *hidden], [*hidden, yhat], grad)
+            grads = dense_gradients(
+                self.dense, self.activations, [x, *hidden], [*hidden, yhat], grad
+            )
         grad, theta = self.optimizer.apply(grads)
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
         return tf.reduce_mean(yhat), loss, grad, means, theta

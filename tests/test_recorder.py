@@ -114,9 +114,65 @@ def test_written_out_backprop_equals_the_tape_bit_for_bit(
         pd.testing.assert_frame_equal(histories[0], histories[2], check_exact=True)
 
 
-def test_nets_with_penalties_or_dropout_use_the_tape(hr_data):
-    for spec in (ModelSpec(hidden=(6,), l2=1e-3), ModelSpec(hidden=(6,), dropout=0.2)):
-        assert Recorder(build_model(spec), hr_data.x, hr_data.y, "adam", 0.1).use_tape
+def test_nets_with_penalties_dropout_or_other_activations_use_the_tape(hr_data):
+    import keras
+
+    models = [build_model(ModelSpec(hidden=(6,), l2=1e-3))]
+    models.append(build_model(ModelSpec(hidden=(6,), dropout=0.2)))
+    models.append(
+        keras.Sequential([keras.Input((1,)), keras.layers.Dense(6, "elu"), keras.layers.Dense(1)])
+    )
+    for model in models:
+        assert Recorder(model, hr_data.x, hr_data.y, "adam", 0.1).use_tape
+
+
+def test_one_variable_model_and_validation_rows_in_both_engines(hr_data):
+    """A Dense layer without bias (the optimizer's packed parameters are the kernel itself),
+    and val_loss, give the same numbers eagerly and in a graph; the model ends with the last
+    recorded parameters."""
+    import keras
+
+    histories = []
+    for engine in ("eager", "graph"):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+        validation = (hr_data.x[:100], hr_data.y[:100])
+        histories.append(
+            train(
+                model,
+                hr_data.x,
+                hr_data.y,
+                learning_rate=0.1,
+                epochs=25,
+                engine=engine,
+                validation=validation,
+            )
+        )
+        assert model.get_weights()[0][0, 0] == np.float32(histories[-1]["w^1_1"].iloc[-1])
+    pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
+    assert list(histories[0].columns) == ["epoch", "output", "loss", "val_loss", "w^1_1", "g^1_1"]
+
+
+def test_model_variables_end_at_the_last_recorded_row(hr_data):
+    from stellarnet.models import dense_parameters
+
+    model = build_model(ModelSpec(inputs=1, hidden=(4, 3)))
+    history = train(model, hr_data.x, hr_data.y, learning_rate=0.05, epochs=30, engine="graph")
+    final = np.concatenate([v.numpy().ravel() for _, _, v in dense_parameters(model)])
+    recorded = history[[c for c in history.columns if c[0] in "wb" and "^" in c]].iloc[-1]
+    np.testing.assert_array_equal(final, recorded.to_numpy(dtype=np.float32))
+
+
+@pytest.mark.parametrize("record", [(), ("gradients",), ("activations",), ("biases", "gradients")])
+def test_records_without_some_parameters(hr_data, record):
+    history = train(
+        build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, record=record
+    )
+    biases = ["b^1_1", "b^1_2", "b^1_3", "b^1_4", "b^1_5", "b^1_6", "b^2_1"]
+    expected = biases + ["gb" + c[1:] for c in biases] if "biases" in record else []
+    expected += [f"a^1_{i}" for i in range(1, 7)] if "activations" in record else []
+    assert list(history.columns) == ["epoch", "output", "loss", *expected]
+    assert len(history) == 26 and np.isfinite(history["loss"]).all()
 
 
 def test_record_every_and_groups(hr_data):
@@ -201,12 +257,33 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
         np.testing.assert_allclose(as_array(mine), as_array(alone), rtol=1e-5, atol=1e-7)
 
 
+def test_a_diverging_member_leaves_the_others_finite(hr_data):
+    from stellarnet.errors import TrainingDiverged
+    from stellarnet.stacked import StackedRecorder
+
+    members = [model_layers(build_model(HR_NET))] * 3
+    recorder = StackedRecorder(
+        members, hr_data.x, hr_data.y, [0.01, 1e3, 0.03], optimizer="sgd", groups=1
+    )
+    with pytest.raises(TrainingDiverged) as caught:
+        run_epochs(recorder, 60, engine="graph", record_every=50)
+    history = caught.value.history
+    assert not np.isfinite(history[history["member"] == 1]["loss"].iloc[-1])
+    healthy = history[(history["member"] != 1) & (history["epoch"] > 0)]
+    assert np.isfinite(healthy.to_numpy(dtype=float)).all()
+
+
 @pytest.mark.parametrize(
-    ("hidden", "output_activation", "groups"),
-    [((6,), "linear", 1), ((6,), "linear", 2), ((5,), "relu", 3), ((7,), "linear", 2)],
+    ("hidden", "output_activation", "groups", "optimizer", "loss"),
+    [
+        ((6,), "linear", 1, "adam", "mse"),
+        ((6,), "linear", 2, "adam", "mse"),
+        ((5,), "relu", 3, "sgd", "half_mse"),  # the galaxy nets
+        ((7,), "linear", 2, "adam", "half_mse"),
+    ],
 )
 def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
-    hr_data, hidden, output_activation, groups
+    hr_data, hidden, output_activation, groups, optimizer, loss
 ):
     """The wide formulation (1 input, one hidden layer) sums in Keras' order: exact numbers,
     whatever the grouping, activations included."""
@@ -224,6 +301,8 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
         hr_data.y,
         rates,
         output_activation=output_activation,
+        optimizer=optimizer,
+        loss=loss,
         record=record,
         groups=groups,
     )
@@ -232,7 +311,14 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
     stacked = recorder.frame(rows, epochs)
     for k, (spec, rate) in enumerate(zip(specs, rates, strict=True)):
         alone = train(
-            build_model(spec), hr_data.x, hr_data.y, learning_rate=rate, epochs=60, record=record
+            build_model(spec),
+            hr_data.x,
+            hr_data.y,
+            learning_rate=rate,
+            epochs=60,
+            optimizer=optimizer,
+            loss=loss,
+            record=record,
         )
         mine = stacked[stacked["member"] == k].drop(columns="member").reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, alone, check_exact=True)
