@@ -258,7 +258,9 @@ class StackedRecorder:
             dz = tf.transpose(tape.gradient(tf.reduce_sum(losses), yhat))
         dz = activation_gradient(output_activation, dz, output)
         db2 = tf.reduce_sum(tf.transpose(dz), axis=1)  # along rows: in a single run's order
-        spread, spread_w2 = self.spread(dz, w2, width)  # dz, dz * w2 over the unit columns
+        # Finite losses imply a finite dz and w2 (a non-finite one makes the outputs so).
+        finite = tf.reduce_all(tf.math.is_finite(losses))
+        spread, spread_w2 = self.spread(dz, w2, width, finite)  # dz, dz * w2 over unit columns
         dw2 = tf.matmul(self.ones, hidden * spread, transpose_a=True)[0]
         dz = activation_gradient(hidden_activation, spread_w2, hidden)
         db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
@@ -268,13 +270,14 @@ class StackedRecorder:
         return outputs, losses, tf.concat([grads, db2[:, None]], axis=1), unit_means
 
     @staticmethod
-    def spread(dz: Any, w2: Any, width: int) -> tuple[Any, Any]:
+    def spread(dz: Any, w2: Any, width: int, finite: Any) -> tuple[Any, Any]:
         """Each member's ``dz`` ``[n, k]`` spread over its units' columns, ``[n, width * k]``
         (column ``j * k + m``: ``dz[:, m]``), and the same times ``w2``.
 
         A matmul with a 0/1 block matrix, one non-zero term per sum (exact), is several times
         cheaper than ``tf.tile`` and broadcasting, but 0 * NaN = NaN would leak a diverging
-        member's values into the others: then (and only then) the tile is used.
+        member's values into the others: unless ``finite`` (every value of ``dz`` and ``w2``
+        is), the tile is used.
         """
         import tensorflow as tf
 
@@ -291,9 +294,6 @@ class StackedRecorder:
             tiled = tf.tile(dz, [1, width])
             return tiled, tiled * w2
 
-        finite = tf.logical_and(
-            tf.reduce_all(tf.math.is_finite(dz)), tf.reduce_all(tf.math.is_finite(w2))
-        )
         return tf.cond(finite, by_matmul, by_tile)
 
     def batched(self, theta: Any, group: int, gradients: bool) -> tuple[Any, Any, Any, Any]:
