@@ -62,12 +62,20 @@ def mse_and_gradient(y: Any, yhat: Any, scale: float = 1.0) -> tuple[Any, Any]:
     import tensorflow as tf
 
     error = y - yhat
-    values = tf.reduce_mean(tf.square(error), axis=-1)
-    count = tf.cast(tf.size(values), tf.float32)
-    loss = tf.math.divide_no_nan(tf.reduce_sum(values), count)
+    loss, count = keras_mse(error)
     per_row = tf.math.divide_no_nan(tf.constant(scale, tf.float32), count)
     grad = mse_gradient(error, per_row / float(yhat.shape[-1]))
     return (loss if scale == 1.0 else scale * loss), grad
+
+
+def keras_mse(error: Any) -> tuple[Any, Any]:
+    """``keras.losses.MeanSquaredError`` of ``error = y - yhat``, operation for operation (the
+    mean over the last axis, the sum, ``divide_no_nan`` by the count), and the count."""
+    import tensorflow as tf
+
+    values = tf.reduce_mean(tf.square(error), axis=-1)
+    count = tf.cast(tf.size(values), tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(values), count), count
 
 
 def mse_gradient(error: Any, weight: Any) -> Any:
