@@ -85,15 +85,15 @@ def mse_gradient(error: Any, weight: Any) -> Any:
 
 
 def dense_gradients(
-    layers: Sequence[Any],
+    layers: Sequence[tuple[Any, Any]],
     activations: Sequence[str],
     inputs: Sequence[Any],
     outputs: Sequence[Any],
     grad: Any,
 ) -> list[Any]:
-    """Gradients of every kernel and bias of the Dense ``layers`` (first layer first, kernel
-    before bias), given their activations' names, each layer's input and output, and
-    d loss/d (last output).
+    """Gradients of every kernel and bias of a net of Dense layers (first layer first, kernel
+    before bias), given each layer's ``(kernel, bias)`` (bias None: none), its activation's
+    name, its input and output, and d loss/d (last output).
 
     Each layer computes ``a = activation(z)``, ``z = matmul(x, kernel) + bias``; from
     ``da = d loss/d a`` the gradients are ``dz = activation'(z) * da``, ``dkernel = x^T dz``,
@@ -104,12 +104,12 @@ def dense_gradients(
 
     grads: list[Any] = []
     for index in range(len(layers) - 1, -1, -1):
-        layer = layers[index]
+        kernel, bias = layers[index]
         dz = activation_gradient(activations[index], grad, outputs[index])
         layer_grads = [tf.matmul(inputs[index], dz, transpose_a=True)]
-        if layer.bias is not None:
+        if bias is not None:
             layer_grads.append(tf.reduce_sum(dz, axis=0))
         grads = layer_grads + grads
         if index:
-            grad = tf.matmul(dz, layer.kernel, transpose_b=True)
+            grad = tf.matmul(dz, kernel, transpose_b=True)
     return grads

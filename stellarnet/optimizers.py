@@ -8,8 +8,13 @@ updated as one flat vector: a dozen ops whatever the number of variables. In eag
 epoch takes a fraction of Keras' ``apply_gradients`` (whose Python machinery dominates a
 small net's epoch), and a traced graph is smaller and traces faster.
 
-The learning rate may be a tensor that broadcasts against :attr:`Optimizer.theta`, e.g. one
-rate per stacked network (``[K, 1]`` against a ``[K, P]`` variable).
+The optimizer is a pure function of its state (:meth:`Optimizer.state`: the step count, the
+flat parameters and Adam's moments, as tensors), so a compiled run carries the state from
+epoch to epoch as loop variables and writes the variables once at the end
+(:meth:`Optimizer.store`).
+
+The learning rate may be a tensor that broadcasts against the parameters, e.g. one rate per
+stacked network (``[K, 1]`` against a ``[K, P]`` variable).
 """
 
 from __future__ import annotations
@@ -33,16 +38,14 @@ class Optimizer:
     ----------
     name : {"adam", "sgd"}
     variables : sequence of tf.Variable
-        What :meth:`apply` updates, in the order of the gradients it is given.
+        What :meth:`store` writes, in the order of the gradients :meth:`update` is given.
     learning_rate : float or tensor
-        The step size eta, a scalar or a tensor broadcasting against :attr:`theta`.
+        The step size eta, a scalar or a tensor broadcasting against the packed parameters.
 
-    Attributes
-    ----------
-    theta : tf.Variable
-        All parameters as one flat vector, in the order of ``variables`` (one variable:
-        that variable). :meth:`apply` keeps it and the variables in step; nothing else may
-        assign the variables while the optimizer is in use.
+    The state is a tuple of tensors ``(iterations, theta, *moments)``: the number of updates
+    so far (int64), all parameters packed as one flat vector in the order of ``variables``
+    (one variable: that variable's value, in its shape), and for Adam the first and second
+    moments, shaped like ``theta``.
     """
 
     def __init__(self, name: str, variables: Sequence[Any], learning_rate: Any) -> None:
@@ -53,61 +56,70 @@ class Optimizer:
         self.name = name
         self.variables = list(variables)
         self.learning_rate = tf.cast(learning_rate, tf.float32)
+        self.sizes = [int(np.prod(variable.shape)) for variable in self.variables]
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
-        # All parameters as one flat vector (one variable: itself), kept in step with the
-        # variables by apply(), so an update reads them in one op.
-        self.theta = (
-            self.variables[0]
-            if len(self.variables) == 1
-            else tf.Variable(self.pack(self.variables), trainable=False)
-        )
-        if name == "adam":  # the moments, shaped like theta
-            self.moments = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
-            self.velocities = tf.Variable(tf.zeros(self.theta.shape), trainable=False)
+        self.moments = []
+        if name == "adam":  # m and v, shaped like the packed parameters
+            shape = self.variables[0].shape if len(self.variables) == 1 else [sum(self.sizes)]
+            self.moments = [tf.Variable(tf.zeros(shape), trainable=False) for _ in range(2)]
+
+    def state(self) -> tuple[Any, ...]:
+        """The current state, read from the variables: ``(iterations, theta, *moments)``."""
+        import tensorflow as tf
+
+        moments = [tf.convert_to_tensor(moment) for moment in self.moments]
+        return (tf.convert_to_tensor(self.iterations), self.pack(self.variables), *moments)
+
+    def store(self, state: Sequence[Any]) -> None:
+        """Write ``state`` to the variables (the model's parameters among them)."""
+        iterations, theta, *moments = state
+        self.iterations.assign(iterations)
+        for variable, value in zip(self.moments, moments, strict=True):
+            variable.assign(value)
+        for variable, value in zip(self.variables, self.unpack(theta), strict=True):
+            variable.assign(value)
 
     def pack(self, tensors: Sequence[Any]) -> Any:
-        """Tensors shaped like the variables, packed as :attr:`theta` is: one flat vector (one
-        variable: the tensor as it is)."""
+        """Tensors shaped like the variables as one flat vector (one tensor: as it is)."""
         import tensorflow as tf
 
         if len(tensors) == 1:
             return tf.convert_to_tensor(tensors[0])
         return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
 
-    def apply(self, grads: Sequence[Any]) -> tuple[Any, Any]:
+    def unpack(self, theta: Any) -> list[Any]:
+        """The packed parameters ``theta`` as tensors shaped like the variables."""
+        import tensorflow as tf
+
+        if len(self.variables) == 1:
+            return [theta]
+        parts = tf.split(theta, self.sizes)
+        return [tf.reshape(p, v.shape) for p, v in zip(parts, self.variables, strict=True)]
+
+    def update(
+        self, state: Sequence[Any], grads: Sequence[Any], learning_rate: Any = None
+    ) -> tuple[Any, tuple[Any, ...]]:
         """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step.
 
-        Returns the gradients and the updated parameters, packed as :attr:`theta` (one flat
-        vector in the order of the variables; one variable: in its shape), ready to record.
+        ``grads`` are shaped like the variables; ``learning_rate`` None: the optimizer's.
+        Returns the packed gradient (ready to record) and the new state.
         """
         import tensorflow as tf
 
+        eta = self.learning_rate if learning_rate is None else learning_rate
+        iterations, theta, *moments = state
         grad = self.pack(grads)
-        theta = tf.convert_to_tensor(self.theta)
         if self.name == "sgd":
-            theta = theta - grad * self.learning_rate
-        else:
-            # keras.optimizers.Adam.update_step, operation for operation. It is elementwise,
-            # so one flat vector gives each parameter the numbers it gets alone.
-            step = tf.cast(self.iterations + 1, tf.float32)
-            beta_1_power = tf.pow(tf.cast(ADAM_BETA_1, tf.float32), step)
-            beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
-            alpha = self.learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
-            # m += (g - m)(1 - beta_1) as assign_add computes it, kept as a tensor (no re-read).
-            m = tf.convert_to_tensor(self.moments)
-            m = m + (grad - m) * (1 - ADAM_BETA_1)
-            v = tf.convert_to_tensor(self.velocities)
-            v = v + (tf.square(grad) - v) * (1 - ADAM_BETA_2)
-            self.moments.assign(m)
-            self.velocities.assign(v)
-            theta = theta - (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
-        # theta - step, as the optimizers' assign_sub computes it.
-        if len(self.variables) == 1:
-            self.variables[0].assign(theta)
-        else:
-            self.theta.assign(theta)
-            sizes = [int(np.prod(variable.shape)) for variable in self.variables]
-            for variable, part in zip(self.variables, tf.split(theta, sizes), strict=True):
-                variable.assign(tf.reshape(part, variable.shape))
-        self.iterations.assign_add(1)
-        return grad, theta
+            # theta - step, as the optimizers' assign_sub computes it.
+            return grad, (iterations + 1, theta - grad * eta)
+        # keras.optimizers.Adam.update_step, operation for operation. It is elementwise,
+        # so one flat vector gives each parameter the numbers it gets alone.
+        step = tf.cast(iterations + 1, tf.float32)
+        beta_1_power = tf.pow(tf.cast(ADAM_BETA_1, tf.float32), step)
+        beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
+        alpha = eta * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m, v = moments  # m += (g - m)(1 - beta_1), as assign_add computes it; v likewise
+        m = m + (grad - m) * (1 - ADAM_BETA_1)
+        v = v + (tf.square(grad) - v) * (1 - ADAM_BETA_2)
+        theta = theta - (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
+        return grad, (iterations + 1, theta, m, v)

@@ -157,6 +157,7 @@ class StackedRecorder:
         rates = tf.constant(np.reshape(learning_rates, (-1, 1)), tf.float32)
         self.optimizer = Optimizer(optimizer, [self.theta], rates)
         self.record = record
+        self.data = ()  # the inputs are constants of the graph (see Recorder.data)
         indices = self._recorded_indices()
         self.record_all = indices == list(range(flat.shape[1]))  # no gather needed
         self.recorded = tf.constant(indices, tf.int32)
@@ -328,12 +329,12 @@ class StackedRecorder:
         unit_means = tf.concat(unit_means, axis=1) if unit_means else None
         return tf.reduce_mean(yhat, axis=1), losses, grad, unit_means
 
-    def evaluate(self, gradients: bool) -> tuple[Any, Any, Any, Any]:
-        """Output means, losses, gradients and hidden-unit means of all members, group by group
-        (the groups are independent sub-graphs, run side by side)."""
+    def evaluate(self, theta: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
+        """Output means, losses, gradients and hidden-unit means of all members with the
+        parameters ``theta`` ``[K, P]``, group by group (the groups are independent
+        sub-graphs, run side by side)."""
         import tensorflow as tf
 
-        theta = tf.convert_to_tensor(self.theta)
         parts = (
             tf.split(theta, [hi - lo for lo, hi in self.groups])
             if len(self.groups) > 1
@@ -363,16 +364,27 @@ class StackedRecorder:
             parts.append(unit_means)
         return tf.concat(parts, axis=1)
 
+    def state(self) -> tuple[Any, ...]:
+        """The optimizer's state (see :class:`~stellarnet.optimizers.Optimizer`)."""
+        return self.optimizer.state()
+
+    def store(self, state: tuple[Any, ...]) -> None:
+        """Write ``state`` to the variables (:meth:`final_layers` reads them)."""
+        self.optimizer.store(state)
+
     def initial(self) -> Any:
         """Row 0 of every member."""
-        outputs, losses, _, unit_means = self.evaluate(gradients=False)
-        return self.row(outputs, losses, None, unit_means, self.theta)
+        theta = self.state()[1]
+        outputs, losses, _, unit_means = self.evaluate(theta, gradients=False)
+        return self.row(outputs, losses, None, unit_means, theta)
 
-    def epoch(self) -> Any:
-        """One full-batch epoch of every member: forward, loss, gradient, update, record."""
-        outputs, losses, grad, unit_means = self.evaluate(gradients=True)
-        _, theta = self.optimizer.apply([grad])
-        return self.row(outputs, losses, grad, unit_means, theta)
+    def advance(self, state: tuple[Any, ...], data: tuple = ()) -> tuple[tuple[Any, ...], Any]:
+        """One full-batch epoch of every member from ``state``: forward, loss, gradient,
+        update, record. Returns the new state and the rows. (The data are constants of the
+        recorder: ``data`` is empty.)"""
+        outputs, losses, grad, unit_means = self.evaluate(state[1], gradients=True)
+        _, state = self.optimizer.update(state, [grad])
+        return state, self.row(outputs, losses, grad, unit_means, state[1])
 
     @property
     def row_shape(self) -> list[int]:

@@ -1,7 +1,7 @@
 """The recorded training loop: gradient descent on ``tf.GradientTape``'s gradients, one
 history row per epoch.
 
-Each epoch reads like the assignment's equations (:meth:`Recorder.epoch`)::
+Each epoch reads like the assignment's equations (:meth:`Recorder.advance`)::
 
     yhat  = model(x)                      # forward
     L     = loss(y, yhat)                 # Keras MeanSquaredError: mean((y - yhat)**2)
@@ -40,7 +40,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -115,6 +115,16 @@ def make_loss(name: str) -> Callable[[Any, Any], Any]:
     raise ConfigError(f"unknown loss {name!r}; known: {list(LOSSES)}")
 
 
+class RunData(NamedTuple):
+    """What an epoch reads besides the state: a compiled run takes it as an argument."""
+
+    x: Any
+    y: Any
+    learning_rate: Any
+    validation: tuple[Any, ...] = ()
+    """``(x_val, y_val)``, or ``()``."""
+
+
 class Recorder:
     """One model, one optimizer, one data set: runs epochs and returns their record rows.
 
@@ -185,8 +195,6 @@ class Recorder:
         self.use_tape = (
             len(self.dense) != len(model.layers) or bool(model.losses) or None in self.activations
         )
-        self.x = tf.constant(x, dtype=tf.float32)
-        self.y = tf.constant(y, dtype=tf.float32)
         rows = len(y)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -197,14 +205,21 @@ class Recorder:
         self.batch_size = None if batch_size in (None, rows) else batch_size
         self.steps = 1 if self.batch_size is None else -(-rows // self.batch_size)
         self.shuffle_seed = shuffle_seed
-        self.epoch_count = tf.Variable(0, dtype=tf.int64)
-        self.validation = None
-        if validation is not None and len(validation[1]):
-            self.validation = tuple(tf.constant(a, dtype=tf.float32) for a in validation)
         self.parameters = dense_parameters(model)  # (layer, kind, variable), history order
         self.variables = [variable for _, _, variable in self.parameters]
         if len(self.variables) != len(model.trainable_variables):
             raise ConfigError("the recorder trains Dense layers only; the model has others")
+        # Each Dense layer's (kernel, bias) positions in the list of variables (bias: None).
+        where = {(layer, kind): i for i, (layer, kind, _) in enumerate(self.parameters)}
+        self.layer_positions = [
+            (where[index, "w"], where.get((index, "b"))) for index in range(1, len(self.dense) + 1)
+        ]
+        # The weight penalties (model.losses), as functions of the parameters.
+        self.penalties = [
+            (i, variable.regularizer)
+            for i, variable in enumerate(self.variables)
+            if getattr(variable, "regularizer", None) is not None
+        ]
         kinds = {"w"} if "kernels" in record else set()
         kinds |= {"b"} if "biases" in record else set()
         self.recorded = [i for i, (_, kind, _) in enumerate(self.parameters) if kind in kinds]
@@ -216,6 +231,10 @@ class Recorder:
         self.record_gradients = "gradients" in record
         self.record_activations = "activations" in record
         self.optimizer = Optimizer(optimizer, self.variables, learning_rate)
+        if validation is None or not len(validation[1]):
+            validation = ()
+        x, y, *validation = (tf.constant(a, dtype=tf.float32) for a in (x, y, *validation))
+        self.data = RunData(x, y, self.optimizer.learning_rate, tuple(validation))
 
     @property
     def columns(self) -> list[str]:
@@ -235,7 +254,7 @@ class Recorder:
             "epoch",
             "output",
             "loss",
-            *(["val_loss"] if self.validation else []),
+            *(["val_loss"] if self.data.validation else []),
             *values,
             *(grads if self.record_gradients else []),
             *(activations if self.record_activations else []),
@@ -245,58 +264,88 @@ class Recorder:
         """The history table of these rows."""
         return history_frame(rows, epoch_numbers, self.columns)
 
-    def forward(self, x: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """The network's output on ``x`` and each hidden Dense layer's activations."""
+    def state(self) -> tuple[Any, ...]:
+        """The optimizer's state, read from the variables (see :class:`Optimizer`)."""
+        return self.optimizer.state()
+
+    def store(self, state: tuple[Any, ...]) -> None:
+        """Write ``state`` to the model's (and the optimizer's) variables."""
+        self.optimizer.store(state)
+
+    def layer_parameters(self, parameters: list[Any]) -> list[tuple[Any, Any]]:
+        """Each Dense layer's ``(kernel, bias)`` (bias None: none) from ``parameters`` shaped
+        like :attr:`variables`."""
+        return [
+            (parameters[w], None if b is None else parameters[b]) for w, b in self.layer_positions
+        ]
+
+    def forward(
+        self, x: tf.Tensor, parameters: list[Any], training: bool
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """The network's output on ``x`` with ``parameters`` (shaped like :attr:`variables`)
+        and each hidden Dense layer's activations."""
         import tensorflow as tf
 
+        layers = iter(self.layer_parameters(parameters))
         values, hidden = x, []
         for layer in self.model.layers:
-            if layer in self.dense:
-                # Dense.call's own ops (matmul, add, activation), called directly: the same
-                # numbers without Keras' layer machinery around every call.
-                values = tf.matmul(values, layer.kernel)
-                if layer.bias is not None and not self.use_tape and layer.kernel.shape[0] == 1:
-                    # One input: the matmul is an outer product, exact in any kernel, so the
-                    # bias may be added with BiasAdd, which grappler fuses with the matmul
-                    # and activation. (Not under the tape: its BiasAdd gradient sums the
-                    # bias gradient in another order than Keras' add's.)
-                    values = tf.nn.bias_add(values, layer.bias)
-                elif layer.bias is not None:
-                    values = tf.add(values, layer.bias)
-                if layer.activation is not None:
-                    values = layer.activation(values)
-                if layer is not self.dense[-1]:
-                    hidden.append(values)
-            else:
+            if layer not in self.dense:
                 values = layer(values, training=training)
+                continue
+            # Dense.call's own ops (matmul, add, activation) on the given parameters.
+            kernel, bias = next(layers)
+            values = tf.matmul(values, kernel)
+            if bias is not None and not self.use_tape and kernel.shape[0] == 1:
+                # One input: the matmul is an outer product, exact in any kernel, so the
+                # bias may be added with BiasAdd, which grappler fuses with the matmul
+                # and activation. (Not under the tape: its BiasAdd gradient sums the
+                # bias gradient in another order than Keras' add's.)
+                values = tf.nn.bias_add(values, bias)
+            elif bias is not None:
+                values = tf.add(values, bias)
+            if layer.activation is not None:
+                values = layer.activation(values)
+            if layer is not self.dense[-1]:
+                hidden.append(values)
         return values, hidden
 
-    def objective(self, y: tf.Tensor, yhat: tf.Tensor) -> tf.Tensor:
-        """The loss minimised: data loss plus the model's regularisation penalties."""
+    def objective(self, y: tf.Tensor, yhat: tf.Tensor, parameters: list[Any]) -> tf.Tensor:
+        """The loss minimised: data loss plus the weight penalties (``model.losses``)."""
         loss = self.loss_fn(y, yhat)
-        return loss + sum(self.model.losses) if self.model.losses else loss
+        if not self.penalties:
+            return loss
+        return loss + sum(penalty(parameters[i]) for i, penalty in self.penalties)
 
-    def validation_loss(self) -> list[tf.Tensor]:
-        """``[val_loss]`` with the current parameters, or ``[]`` without validation data."""
-        if not self.validation:
+    def validation_loss(self, theta: Any, validation: tuple[Any, ...]) -> list[tf.Tensor]:
+        """``[val_loss]`` with the packed parameters ``theta``, or ``[]`` without validation
+        data."""
+        if not validation:
             return []
-        x_val, y_val = self.validation
-        return [self.objective(y_val, self.forward(x_val, training=False)[0])]
+        x_val, y_val = validation
+        parameters = self.optimizer.unpack(theta)
+        yhat = self.forward(x_val, parameters, training=False)[0]
+        return [self.objective(y_val, yhat, parameters)]
 
     def flat(self, values: Any) -> tf.Tensor:
-        """The optimizer's flat vector of all parameters (or gradients), as a 1-D tensor."""
+        """The optimizer's packed parameters (or gradients) as a 1-D tensor."""
         import tensorflow as tf
 
         return values if len(self.variables) > 1 else tf.reshape(values, [-1])
 
     def row(
-        self, output: Any, loss: Any, grad: Any | None, hidden: list[Any], theta: Any = None
+        self,
+        output: Any,
+        loss: Any,
+        grad: Any | None,
+        hidden: list[Any],
+        theta: Any,
+        val_loss: list[Any],
     ) -> tf.Tensor:
         """Pack one epoch's record into a flat float32 vector (one transfer to the host).
 
         ``output`` and ``hidden`` are already averaged over the batch; ``grad`` and ``theta``
-        are the optimizer's flat gradient and parameter vectors (``theta`` None: the current
-        parameters; ``grad`` None: NaN).
+        are the optimizer's packed gradients (None: NaN) and parameters; ``val_loss`` is
+        :meth:`validation_loss`.
         """
         import tensorflow as tf
 
@@ -304,10 +353,8 @@ class Recorder:
             values = self.flat(values)
             return values if self.record_all else tf.gather(values, self.positions)
 
-        if theta is None:
-            theta = self.optimizer.theta
         parts = [tf.reshape(output, [1]), tf.reshape(loss, [1])]
-        parts += [tf.reshape(v, [1]) for v in self.validation_loss()]
+        parts += [tf.reshape(v, [1]) for v in val_loss]
         parts.append(recorded(theta))
         if self.record_gradients:
             if grad is None:
@@ -322,61 +369,77 @@ class Recorder:
         """Row 0: the initial parameters, output and loss; no gradients (NaN)."""
         import tensorflow as tf
 
-        yhat, hidden = self.forward(self.x, training=False)
+        theta = self.state()[1]
+        parameters = self.optimizer.unpack(theta)
+        x, y, _, validation = self.data
+        yhat, hidden = self.forward(x, parameters, training=False)
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
-        return self.row(tf.reduce_mean(yhat), self.objective(self.y, yhat), None, means)
+        loss = self.objective(y, yhat, parameters)
+        val_loss = self.validation_loss(theta, validation)
+        return self.row(tf.reduce_mean(yhat), loss, None, means, theta, val_loss)
 
-    def step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[Any, Any, Any, list[Any], Any]:
-        """One update on the batch ``(x, y)``: forward, loss, gradient, update.
+    def step(
+        self, state: tuple[Any, ...], x: tf.Tensor, y: tf.Tensor, learning_rate: Any
+    ) -> tuple[tuple[Any, ...], Any, Any, Any, list[Any]]:
+        """One update of ``state`` on the batch ``(x, y)``: forward, loss, gradient, update.
 
-        Returns the batch-mean output, the loss, the gradients (flat), the batch-mean hidden
-        activations, all computed before the update, and the updated parameters (flat). The
-        gradients are the tape's; for a plain Dense net they are computed with the tape's own
-        ops, written out (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
+        Returns the new state and the batch-mean output, the loss, the packed gradients and
+        the batch-mean hidden activations, all computed before the update. The gradients are
+        the tape's; for a plain Dense net they are computed with the tape's own ops, written
+        out (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
         """
         import tensorflow as tf
 
         from .backprop import dense_gradients, mse_and_gradient
 
+        parameters = self.optimizer.unpack(state[1])
         if self.use_tape:
             with tf.GradientTape() as tape:
-                yhat, hidden = self.forward(x, training=True)
-                loss = self.objective(y, yhat)
-            grads = tape.gradient(loss, self.variables)
+                tape.watch(parameters)
+                yhat, hidden = self.forward(x, parameters, training=True)
+                loss = self.objective(y, yhat, parameters)
+            grads = tape.gradient(loss, parameters)
         else:
-            yhat, hidden = self.forward(x, training=True)
+            yhat, hidden = self.forward(x, parameters, training=True)
             loss, grad = mse_and_gradient(y, yhat, self.loss_scale)
-            grads = dense_gradients(
-                self.dense, self.activations, [x, *hidden], [*hidden, yhat], grad
-            )
-        grad, theta = self.optimizer.apply(grads)
+            layers = self.layer_parameters(parameters)
+            grads = dense_gradients(layers, self.activations, [x, *hidden], [*hidden, yhat], grad)
+        grad, state = self.optimizer.update(state, grads, learning_rate)
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
-        return tf.reduce_mean(yhat), loss, grad, means, theta
+        return state, tf.reduce_mean(yhat), loss, grad, means
 
-    def epoch(self) -> tf.Tensor:
-        """One epoch (one step on the full batch, or a pass over shuffled mini-batches)."""
+    def advance(self, state: tuple[Any, ...], data: RunData) -> tuple[tuple[Any, ...], tf.Tensor]:
+        """One epoch from ``state`` on ``data`` (:attr:`data`, or a compiled run's argument):
+        one step on the full batch, or a pass over shuffled mini-batches. Returns the new
+        state and the epoch's record row."""
         import tensorflow as tf
 
+        x, y, learning_rate, validation = data
         if self.batch_size is None:
-            return self.row(*self.step(self.x, self.y))
-        self.epoch_count.assign_add(1)
-        seed = tf.stack([tf.constant(self.shuffle_seed, tf.int64), self.epoch_count])
-        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(self.y)[0]), seed)
-        zeros = [tf.zeros([]), tf.zeros([]), tf.zeros_like(self.optimizer.theta)]
-        zeros += [tf.zeros([layer.units]) for layer in self.dense[:-1]]
+            state, *values = self.step(state, x, y, learning_rate)
+        else:
+            epoch = state[0] // self.steps + 1  # numbered from 1, as the updates are counted
+            seed = tf.stack([tf.constant(self.shuffle_seed, tf.int64), epoch])
+            order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(y)[0]), seed)
+            zeros = [tf.zeros([]), tf.zeros([]), tf.zeros_like(state[1])]
+            zeros += [tf.zeros([layer.units]) for layer in self.dense[:-1]]
 
-        def add_step(step: tf.Tensor, sums: list[tf.Tensor]) -> tuple[tf.Tensor, list[tf.Tensor]]:
-            batch = order[step * self.batch_size : (step + 1) * self.batch_size]
-            output, loss, grad, hidden, _ = self.step(
-                tf.gather(self.x, batch), tf.gather(self.y, batch)
+            def add_step(step: Any, state: Any, sums: list[Any]) -> tuple[Any, Any, list[Any]]:
+                batch = order[step * self.batch_size : (step + 1) * self.batch_size]
+                state, output, loss, grad, hidden = self.step(
+                    state, tf.gather(x, batch), tf.gather(y, batch), learning_rate
+                )
+                values = [output, loss, grad, *hidden]
+                return step + 1, state, [a + b for a, b in zip(sums, values, strict=True)]
+
+            # A while loop (a Python loop when eager): the graph does not grow with the steps.
+            _, state, sums = tf.while_loop(
+                lambda step, *_: step < self.steps, add_step, (0, state, zeros)
             )
-            values = [output, loss, grad, *hidden]
-            return step + 1, [a + b for a, b in zip(sums, values, strict=True)]
-
-        # A while loop (a Python loop when eager): the graph does not grow with the steps.
-        _, sums = tf.while_loop(lambda step, _: step < self.steps, add_step, (0, zeros))
-        output, loss, grad, *hidden = [total / self.steps for total in sums]
-        return self.row(output, loss, grad, hidden)  # the parameters after the last step
+            output, loss, grad, *hidden = [total / self.steps for total in sums]
+            values = [output, loss, grad, hidden]
+        theta = state[1]  # the parameters after the (last) step
+        return state, self.row(*values, theta, self.validation_loss(theta, validation))
 
     @property
     def row_shape(self) -> list[int]:
@@ -386,31 +449,33 @@ class Recorder:
 
 def compile_epochs(
     recorder: Any, record_every: int, jit_compile: bool = False
-) -> Callable[[Any, Any, Any], Any]:
-    """A ``tf.function`` ``run(start, count, n_rows)`` that runs ``count`` epochs of
-    ``recorder`` and returns the rows of the epochs (numbered from ``start + 1``) that are
-    multiples of ``record_every``, stacked.
+) -> Callable[[Any, Any, Any, Any, Any], Any]:
+    """A ``tf.function`` ``run(state, data, start, count, n_rows)`` that runs ``count``
+    epochs of ``recorder`` from ``state`` on ``data`` and returns the new state and the rows
+    of the epochs (numbered from ``start + 1``) that are multiples of ``record_every``,
+    stacked.
 
     It is traced once and reused for every chunk of a run. The loop is an explicit
-    ``tf.while_loop`` (no autograph), which halves the tracing time.
+    ``tf.while_loop`` (no autograph, which halves the tracing time) whose loop variables
+    carry the optimizer's state: no variable is read or written inside the loop.
     """
     import tensorflow as tf
 
     @tf.function(autograph=False, jit_compile=jit_compile, reduce_retracing=True)
-    def run(start: Any, count: Any, n_rows: Any) -> Any:
-        def body(i: Any, written: Any, rows: Any) -> tuple[Any, Any, Any]:
-            row = recorder.epoch()
+    def run(state: Any, data: Any, start: Any, count: Any, n_rows: Any) -> Any:
+        def body(i: Any, written: Any, state: Any, rows: Any) -> tuple[Any, Any, Any, Any]:
+            state, row = recorder.advance(state, data)
             if record_every == 1:  # every row: no branch in the loop
-                return i + 1, written + 1, rows.write(written, row)
+                return i + 1, written + 1, state, rows.write(written, row)
             keep = tf.equal((start + i + 1) % record_every, 0)
             rows = tf.cond(keep, lambda: rows.write(written, row), lambda: rows)
-            return i + 1, written + tf.cast(keep, tf.int32), rows
+            return i + 1, written + tf.cast(keep, tf.int32), state, rows
 
         rows = tf.TensorArray(tf.float32, size=n_rows, element_shape=recorder.row_shape)
-        _, _, rows = tf.while_loop(
-            lambda i, written, rows: i < count, body, (tf.constant(0), tf.constant(0), rows)
+        _, _, state, rows = tf.while_loop(
+            lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0), state, rows)
         )
-        return rows.stack()
+        return state, rows.stack()
 
     return run
 
@@ -524,8 +589,9 @@ def run_epochs(
 ) -> tuple[list[np.ndarray], list[int]]:
     """Run ``epochs`` epochs of ``recorder`` and collect its record rows.
 
-    ``recorder`` is a :class:`Recorder` or anything with the same ``initial()``,
-    ``epoch()``, ``row_shape``, ``columns`` and ``frame()`` (e.g. the stacked recorder of
+    ``recorder`` is a :class:`Recorder` or anything with the same ``state()``,
+    ``advance()``, ``store()``, ``data``, ``initial()``, ``row_shape``, ``columns`` and
+    ``frame()`` (e.g. the stacked recorder of
     :mod:`stellarnet.stacked`, whose rows carry a leading member axis).
 
     Returns the rows (row 0 first) and their epoch numbers. Raises TrainingDiverged at the
@@ -549,23 +615,30 @@ def run_epochs(
                 f"({context}). Lower the learning rate (--lr) or normalise the inputs."
             ).with_history(recorder.frame(rows, epoch_numbers))
 
+    state = recorder.state()
     with _progress_bar(epochs, progress) as bar:
         if engine == "eager":
-            for epoch in range(1, epochs + 1):
-                row = recorder.epoch().numpy()
-                if epoch % record_every == 0 or not np.all(np.isfinite(row[..., :2])):
-                    keep(epoch, row)
-                bar.update(1)
+            try:
+                for epoch in range(1, epochs + 1):
+                    state, row = recorder.advance(state, recorder.data)
+                    row = row.numpy()
+                    if epoch % record_every == 0 or not np.all(np.isfinite(row[..., :2])):
+                        keep(epoch, row)
+                    bar.update(1)
+            finally:
+                recorder.store(state)
         else:
-            for epoch, row in _graph_rows(recorder, epochs, record_every, jit_compile, bar):
+            rows_of_chunks = _graph_rows(recorder, state, epochs, record_every, jit_compile, bar)
+            for epoch, row in rows_of_chunks:
                 keep(epoch, row)
     return rows, epoch_numbers
 
 
 def _graph_rows(
-    recorder: Any, epochs: int, record_every: int, jit_compile: bool, bar: Any
+    recorder: Any, state: Any, epochs: int, record_every: int, jit_compile: bool, bar: Any
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Run the compiled graph in chunks of epochs; yield (epoch, row) for recorded epochs."""
+    """Run the compiled graph in chunks of epochs from ``state``, storing the state after
+    each; yield (epoch, row) for recorded epochs."""
     import tensorflow as tf
 
     run = compile_epochs(recorder, record_every, jit_compile)
@@ -574,7 +647,10 @@ def _graph_rows(
         count = min(chunk, epochs - done)
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
-        block = run(tf.constant(done), tf.constant(count), tf.constant(n_rows)).numpy()
+        chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
+        state, block = run(state, recorder.data, *chunk_args)
+        recorder.store(state)
+        block = block.numpy()
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
         yield from zip(recorded, block, strict=True)

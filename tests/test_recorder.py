@@ -39,9 +39,11 @@ def test_graph_is_traced_once_across_chunks(hr_data):
     model = build_model(HR_NET)
     recorder = Recorder(model, hr_data.x, hr_data.y, "adam", 0.1, "mse")
     run = compile_epochs(recorder, record_every=1)
+    state = recorder.state()
     for start, count in [(0, 3), (3, 5), (8, 40)]:
-        rows = run(tf.constant(start), tf.constant(count), tf.constant(count))
-        assert rows.shape[0] == count
+        chunk = (tf.constant(start), tf.constant(count), tf.constant(count))
+        state, rows = run(state, recorder.data, *chunk)
+        assert rows.shape[0] == count and int(state[0]) == start + count
     assert run.experimental_get_tracing_count() == 1
 
 
