@@ -39,7 +39,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -65,6 +66,9 @@ net (2-core CPU) an eager epoch costs about 7 ms; a graph run about 0.15 s befor
 epoch (tracing, graph optimisation) and 0.1 ms per epoch: they break even near 18 epochs."""
 CHUNK_SECONDS = 0.5
 """Target wall time of one graph call; the progress bar advances between calls."""
+TRACED_RUNS_KEPT = 8
+"""Traced graph runs kept for reuse (see :func:`traced_epochs`), most recently used first."""
+_traced_runs: OrderedDict[Hashable, Any] = OrderedDict()
 
 
 def check_learning_rate(learning_rate: Any) -> float:
@@ -446,6 +450,27 @@ class Recorder:
         """Shape of one record row."""
         return [len(self.columns) - 1]
 
+    @property
+    def signature(self) -> Hashable | None:
+        """All that a compiled run's graph depends on besides its arguments (state and
+        :attr:`data`): recorders with equal signatures share one traced graph
+        (:func:`traced_epochs`). None (never shared) for the tape, which calls Keras layers
+        (and their state, e.g. dropout's seed)."""
+        if self.use_tape:
+            return None
+        data = (self.data.x, self.data.y, *self.data.validation)
+        return (
+            tuple(tuple(variable.shape) for variable in self.variables),
+            tuple(self.layer_positions),
+            tuple(self.activations),
+            self.loss_scale,
+            self.optimizer.name,
+            tuple(self.positions.tolist()),
+            (self.record_gradients, self.record_activations),
+            (self.batch_size, self.shuffle_seed),
+            tuple(tuple(tensor.shape) for tensor in data),
+        )
+
 
 def compile_epochs(
     recorder: Any, record_every: int, jit_compile: bool = False
@@ -478,6 +503,32 @@ def compile_epochs(
         return state, rows.stack()
 
     return run
+
+
+def traced_epochs(recorder: Any, state: Any, record_every: int, jit_compile: bool) -> Any:
+    """:func:`compile_epochs` of ``recorder``, traced for ``state`` and ``recorder.data``.
+
+    Tracing and graph optimisation cost about 0.1 s, as much as a thousand epochs of the HR
+    net. A graph that captures nothing (it reads only its arguments) and whose recorder has a
+    ``signature`` is kept and reused by later runs with an equal signature, e.g. the runs of
+    a sequential sweep or repeated runs in a notebook (the :data:`TRACED_RUNS_KEPT` most
+    recent).
+    """
+    import tensorflow as tf
+
+    signature = getattr(recorder, "signature", None)
+    key = None if signature is None else (signature, record_every, jit_compile)
+    if key in _traced_runs:
+        _traced_runs.move_to_end(key)
+        return _traced_runs[key]
+    scalar = tf.constant(0)
+    run = compile_epochs(recorder, record_every, jit_compile)
+    traced = run.get_concrete_function(state, recorder.data, scalar, scalar, scalar)
+    if key is not None and not traced.captured_inputs:
+        _traced_runs[key] = traced
+        while len(_traced_runs) > TRACED_RUNS_KEPT:
+            _traced_runs.popitem(last=False)
+    return traced
 
 
 def train(
@@ -641,7 +692,7 @@ def _graph_rows(
     each; yield (epoch, row) for recorded epochs."""
     import tensorflow as tf
 
-    run = compile_epochs(recorder, record_every, jit_compile)
+    run = traced_epochs(recorder, state, record_every, jit_compile)
     done, chunk = 0, record_every * max(1, 64 // record_every)
     while done < epochs:
         count = min(chunk, epochs - done)

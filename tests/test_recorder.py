@@ -47,6 +47,42 @@ def test_graph_is_traced_once_across_chunks(hr_data):
     assert run.experimental_get_tracing_count() == 1
 
 
+def test_runs_of_one_architecture_share_a_traced_graph_that_reads_only_its_arguments(hr_data):
+    """A second run of the same shapes reuses the first run's graph, yet trains on its own
+    data, learning rate and initial weights: its history equals its own eager run's."""
+    import keras
+
+    from stellarnet import training
+
+    training._traced_runs.clear()
+    x, y = hr_data.x, hr_data.y
+    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, engine="graph")
+    assert len(training._traced_runs) == 1
+    (traced,) = training._traced_runs.values()
+    assert traced.captured_inputs == []  # no tensor of the first run is baked in
+
+    keras.utils.set_random_seed(99)
+    other = build_model(HR_NET)
+    weights = other.get_weights()
+    x2, y2 = x[::-1].copy(), (y + 0.5).astype(np.float32)  # same shapes, other values
+    kwargs = dict(learning_rate=0.02, epochs=25, optimizer="adam")
+    graph = train(other, x2, y2, engine="graph", **kwargs)
+    assert list(training._traced_runs.values()) == [traced]  # reused, not traced again
+    again = build_model(HR_NET)
+    again.set_weights(weights)
+    eager = train(again, x2, y2, engine="eager", **kwargs)
+    pd.testing.assert_frame_equal(graph, eager, check_exact=True)
+
+    # Other shapes, optimizer or record groups trace their own graph; the tape never shares.
+    train(build_model(HR_NET), x[:100], y[:100], learning_rate=0.1, epochs=25)
+    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, optimizer="sgd")
+    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, record=("kernels",))
+    assert len(training._traced_runs) == 4
+    train(build_model(ModelSpec(hidden=(6,), l2=1e-3)), x, y, learning_rate=0.1, epochs=25)
+    assert len(training._traced_runs) == 4
+    assert all(not run.captured_inputs for run in training._traced_runs.values())
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_written_out_optimizers_equal_keras_optimizers(hr_data, optimizer):
     """The recorder's Adam/SGD give the numbers of the notebook's loop with a Keras optimizer."""
