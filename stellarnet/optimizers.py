@@ -57,25 +57,26 @@ class Optimizer:
         self.variables = list(variables)
         self.learning_rate = tf.cast(learning_rate, tf.float32)
         self.sizes = [int(np.prod(variable.shape)) for variable in self.variables]
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.moments = []
-        if name == "adam":  # m and v, shaped like the packed parameters
-            shape = self.variables[0].shape if len(self.variables) == 1 else [sum(self.sizes)]
-            self.moments = [tf.Variable(tf.zeros(shape), trainable=False) for _ in range(2)]
+        self.counters: tuple[Any, ...] | None = None
+        """The step count and moments of the last stored state (None: no update yet)."""
 
     def state(self) -> tuple[Any, ...]:
-        """The current state, read from the variables: ``(iterations, theta, *moments)``."""
+        """The current state: the parameters read from the variables, the step count and
+        moments as last stored (at first: 0 and zeros)."""
         import tensorflow as tf
 
-        moments = [tf.convert_to_tensor(moment) for moment in self.moments]
-        return (tf.convert_to_tensor(self.iterations), self.pack(self.variables), *moments)
+        theta = self.pack(self.variables)
+        if self.counters is not None:
+            iterations, *moments = self.counters
+        else:
+            iterations = tf.constant(0, tf.int64)
+            moments = [tf.zeros_like(theta)] * 2 if self.name == "adam" else []
+        return (iterations, theta, *moments)
 
     def store(self, state: Sequence[Any]) -> None:
-        """Write ``state`` to the variables (the model's parameters among them)."""
+        """Write ``state``'s parameters to the variables; keep its step count and moments."""
         iterations, theta, *moments = state
-        self.iterations.assign(iterations)
-        for variable, value in zip(self.moments, moments, strict=True):
-            variable.assign(value)
+        self.counters = (iterations, *moments)
         for variable, value in zip(self.variables, self.unpack(theta), strict=True):
             variable.assign(value)
 

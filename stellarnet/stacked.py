@@ -372,9 +372,9 @@ class StackedRecorder:
         """Write ``state`` to the variables (:meth:`final_layers` reads them)."""
         self.optimizer.store(state)
 
-    def initial(self) -> Any:
-        """Row 0 of every member."""
-        theta = self.state()[1]
+    def initial(self, state: tuple[Any, ...], data: tuple = ()) -> Any:
+        """The rows of ``state`` (row 0: the initial one), no gradients (NaN)."""
+        theta = state[1]
         outputs, losses, _, unit_means = self.evaluate(theta, gradients=False)
         return self.row(outputs, losses, None, unit_means, theta)
 

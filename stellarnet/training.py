@@ -369,13 +369,14 @@ class Recorder:
             parts += hidden
         return tf.concat(parts, axis=0)
 
-    def initial(self) -> tf.Tensor:
-        """Row 0: the initial parameters, output and loss; no gradients (NaN)."""
+    def initial(self, state: tuple[Any, ...], data: RunData) -> tf.Tensor:
+        """The row of ``state`` (row 0: the initial one): its parameters, output and loss;
+        no gradients (NaN)."""
         import tensorflow as tf
 
-        theta = self.state()[1]
+        theta = state[1]
         parameters = self.optimizer.unpack(theta)
-        x, y, _, validation = self.data
+        x, y, _, validation = data
         yhat, hidden = self.forward(x, parameters, training=False)
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
         loss = self.objective(y, yhat, parameters)
@@ -476,9 +477,9 @@ def compile_epochs(
     recorder: Any, record_every: int, jit_compile: bool = False
 ) -> Callable[[Any, Any, Any, Any, Any], Any]:
     """A ``tf.function`` ``run(state, data, start, count, n_rows)`` that runs ``count``
-    epochs of ``recorder`` from ``state`` on ``data`` and returns the new state and the rows
-    of the epochs (numbered from ``start + 1``) that are multiples of ``record_every``,
-    stacked.
+    epochs of ``recorder`` from ``state`` on ``data``. It returns the new state, the rows of
+    the epochs (numbered from ``start + 1``) that are multiples of ``record_every``, stacked,
+    and the row of ``state`` itself (:meth:`Recorder.initial`; row 0 when ``start`` is 0).
 
     It is traced once and reused for every chunk of a run. The loop is an explicit
     ``tf.while_loop`` (no autograph, which halves the tracing time) whose loop variables
@@ -496,11 +497,12 @@ def compile_epochs(
             rows = tf.cond(keep, lambda: rows.write(written, row), lambda: rows)
             return i + 1, written + tf.cast(keep, tf.int32), state, rows
 
+        first = recorder.initial(state, data)
         rows = tf.TensorArray(tf.float32, size=n_rows, element_shape=recorder.row_shape)
         _, _, state, rows = tf.while_loop(
             lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0), state, rows)
         )
-        return state, rows.stack()
+        return state, rows.stack(), first
 
     return run
 
@@ -641,9 +643,9 @@ def run_epochs(
     """Run ``epochs`` epochs of ``recorder`` and collect its record rows.
 
     ``recorder`` is a :class:`Recorder` or anything with the same ``state()``,
-    ``advance()``, ``store()``, ``data``, ``initial()``, ``row_shape``, ``columns`` and
-    ``frame()`` (e.g. the stacked recorder of
-    :mod:`stellarnet.stacked`, whose rows carry a leading member axis).
+    ``initial()``, ``advance()``, ``store()``, ``data``, ``row_shape``, ``columns`` and
+    ``frame()`` (e.g. the stacked recorder of :mod:`stellarnet.stacked`, whose rows carry a
+    leading member axis). The model's variables end at the last state reached.
 
     Returns the rows (row 0 first) and their epoch numbers. Raises TrainingDiverged at the
     first recorded epoch whose output or loss is not finite.
@@ -654,42 +656,56 @@ def run_epochs(
         raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if engine == "auto":
         engine = "graph" if epochs >= GRAPH_MIN_EPOCHS or jit_compile else "eager"
-    rows = [recorder.initial().numpy()]
-    epoch_numbers = [0]
+    rows: list[np.ndarray] = []
+    epoch_numbers: list[int] = []
 
-    def keep(epoch: int, row: np.ndarray) -> None:
-        rows.append(row)
-        epoch_numbers.append(epoch)
-        if not np.all(np.isfinite(row[..., :2])):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch}: the loss became {row[..., 1]} "
-                f"({context}). Lower the learning rate (--lr) or normalise the inputs."
-            ).with_history(recorder.frame(rows, epoch_numbers))
+    def keep(numbers: list[int], block: np.ndarray) -> None:
+        """Keep these rows, up to and including the first whose output or loss is not finite
+        (then raise)."""
+        finite = np.isfinite(block[:, ..., :2]).reshape(len(block), -1).all(axis=1)
+        end = len(block) if finite.all() else int(np.argmin(finite)) + 1
+        rows.extend(block[:end])
+        epoch_numbers.extend(numbers[:end])
+        if finite[end - 1]:
+            return
+        raise TrainingDiverged(
+            f"training diverged at epoch {numbers[end - 1]}: the loss became "
+            f"{block[end - 1][..., 1]} ({context}). Lower the learning rate (--lr) or "
+            "normalise the inputs."
+        ).with_history(recorder.frame(rows, epoch_numbers))
 
     state = recorder.state()
-    with _progress_bar(epochs, progress) as bar:
-        if engine == "eager":
-            try:
+    try:
+        with _progress_bar(epochs, progress) as bar:
+            if engine == "eager":
+                rows.append(recorder.initial(state, recorder.data).numpy())
+                epoch_numbers.append(0)
                 for epoch in range(1, epochs + 1):
                     state, row = recorder.advance(state, recorder.data)
                     row = row.numpy()
                     if epoch % record_every == 0 or not np.all(np.isfinite(row[..., :2])):
-                        keep(epoch, row)
+                        keep([epoch], row[None])
                     bar.update(1)
-            finally:
-                recorder.store(state)
-        else:
-            rows_of_chunks = _graph_rows(recorder, state, epochs, record_every, jit_compile, bar)
-            for epoch, row in rows_of_chunks:
-                keep(epoch, row)
+            else:
+                chunks = _graph_chunks(recorder, state, epochs, record_every, jit_compile)
+                # Each chunk's state is stored below (finally), even if a row diverged.
+                for state, first, count, numbers, block in chunks:  # noqa: B007
+                    if not rows:
+                        rows.append(first)  # row 0: the initial state
+                        epoch_numbers.append(0)
+                    keep(numbers, block)
+                    bar.update(count)
+    finally:
+        recorder.store(state)
     return rows, epoch_numbers
 
 
-def _graph_rows(
-    recorder: Any, state: Any, epochs: int, record_every: int, jit_compile: bool, bar: Any
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Run the compiled graph in chunks of epochs from ``state``, storing the state after
-    each; yield (epoch, row) for recorded epochs."""
+def _graph_chunks(
+    recorder: Any, state: Any, epochs: int, record_every: int, jit_compile: bool
+) -> Iterator[tuple[Any, np.ndarray, int, list[int], np.ndarray]]:
+    """Run the compiled graph from ``state`` in chunks of epochs; yield, per chunk, the new
+    state, the row of the state it started from, its number of epochs, and the numbers and
+    rows of its recorded epochs."""
     import tensorflow as tf
 
     run = traced_epochs(recorder, state, record_every, jit_compile)
@@ -699,18 +715,16 @@ def _graph_rows(
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
-        state, block = run(state, recorder.data, *chunk_args)
-        recorder.store(state)
-        block = block.numpy()
+        state, block, first = run(state, recorder.data, *chunk_args)
+        block, first = block.numpy(), first.numpy()
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
-        yield from zip(recorded, block, strict=True)
+        yield state, first, count, recorded, block
         # Grow the chunk towards CHUNK_SECONDS of work: few calls, yet a live progress bar.
-        # The first call's time is mostly tracing, so it only says "grow".
+        # The first call's time may be mostly tracing, so it only says "grow".
         target = 8 * chunk if done == 0 else int(CHUNK_SECONDS / max(elapsed / count, 1e-7))
         chunk = max(record_every, min(target, 8 * chunk) // record_every * record_every)
         done += count
-        bar.update(count)
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:
