@@ -119,6 +119,30 @@ def make_loss(name: str) -> Callable[[Any, Any], Any]:
     raise ConfigError(f"unknown loss {name!r}; known: {list(LOSSES)}")
 
 
+def chain_of_layers(model: keras.Model) -> list[Any]:
+    """The layers of ``model`` in order, without its input layer, if each takes the previous
+    one's output (a ``Sequential`` model, or a functional one without branches); otherwise
+    ConfigError."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if isinstance(model, keras.Sequential):
+        return layers
+    chained = (
+        bool(layers)
+        and len(model.inputs) == len(model.outputs) == 1
+        and layers[0].input is model.inputs[0]
+        and layers[-1].output is model.outputs[0]
+        and all(layer.input is layers[i].output for i, layer in enumerate(layers[1:]))
+    )
+    if not chained:
+        raise ConfigError(
+            f"model {model.name!r} is not a chain of layers: the recorder trains a Sequential "
+            "model, or a functional one in which each layer takes the previous one's output"
+        )
+    return layers
+
+
 class RunData(NamedTuple):
     """What an epoch reads besides the state: a compiled run takes it as an argument."""
 
@@ -147,7 +171,8 @@ class Recorder:
     Parameters
     ----------
     model : keras.Model
-        Dense layers (and parameter-free layers such as Dropout); trained in place.
+        A chain of Dense layers (and parameter-free layers such as Dropout), Sequential or
+        functional (:func:`chain_of_layers`); trained in place.
     x, y : ndarray
         Inputs ``(n, n_features)`` and targets ``(n, n_outputs)``.
     optimizer : {"adam", "sgd"}
@@ -190,14 +215,15 @@ class Recorder:
         from .models import dense_parameters
 
         self.model = model
-        self.dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+        self.layers = chain_of_layers(model)
+        self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]
         self.loss_fn = make_loss(loss)
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
         self.activations = [activation_name(layer.activation) for layer in self.dense]
         self.use_tape = (
-            len(self.dense) != len(model.layers) or bool(model.losses) or None in self.activations
+            len(self.dense) != len(self.layers) or bool(model.losses) or None in self.activations
         )
         rows = len(y)
         if batch_size is not None and (
@@ -292,7 +318,7 @@ class Recorder:
 
         layers = iter(self.layer_parameters(parameters))
         values, hidden = x, []
-        for layer in self.model.layers:
+        for layer in self.layers:
             if layer not in self.dense:
                 values = layer(values, training=training)
                 continue

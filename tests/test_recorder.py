@@ -191,6 +191,26 @@ def test_one_variable_model_and_validation_rows_in_both_engines(hr_data):
     assert list(histories[0].columns) == ["epoch", "output", "loss", "val_loss", "w^1_1", "g^1_1"]
 
 
+def test_a_functional_chain_trains_as_its_sequential_twin_and_branches_are_refused(hr_data):
+    import keras
+
+    sequential = build_model(HR_NET)
+    inputs = keras.Input((1,))
+    hidden = keras.layers.Dense(6, "relu")(inputs)
+    functional = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    functional.set_weights(sequential.get_weights())
+    kwargs = dict(learning_rate=0.1, epochs=25)
+    pd.testing.assert_frame_equal(
+        train(functional, hr_data.x, hr_data.y, **kwargs),
+        train(sequential, hr_data.x, hr_data.y, **kwargs),
+        check_exact=True,
+    )
+    left, right = keras.layers.Dense(3)(inputs), keras.layers.Dense(3)(inputs)
+    branched = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Concatenate()([left, right])))
+    with pytest.raises(ConfigError, match="not a chain of layers"):
+        train(branched, hr_data.x, hr_data.y, **kwargs)
+
+
 def test_model_variables_end_at_the_last_recorded_row(hr_data):
     from stellarnet.models import dense_parameters
 
