@@ -26,10 +26,12 @@ Two engines run the same epoch function:
     One Python iteration per epoch and one device-to-host transfer of the whole record row.
     Best for short runs (no tracing cost).
 ``"graph"``
-    The epochs run inside one ``tf.function`` (a ``tf.range`` loop writing a
-    ``tf.TensorArray``), called once per chunk of epochs, traced once per run. The numbers
-    are the eager engine's, bit for bit on CPU without XLA (full batch; mini-batch epochs
-    agree to about 1e-7). ``jit_compile=True`` (XLA) rounds differently and is opt-in.
+    The epochs run inside one ``tf.function`` (a ``tf.while_loop`` that carries the
+    optimizer's state and writes a ``tf.TensorArray``), called once per chunk of epochs. It
+    is traced on a run's first call; later runs of the same shapes in the process reuse it
+    (:func:`traced_epochs`). The numbers are the eager engine's, bit for bit on CPU without
+    XLA (full batch; mini-batch epochs agree to about 1e-7). ``jit_compile=True`` (XLA)
+    rounds differently and is opt-in.
 
 ``"auto"`` (default) picks eager below :data:`GRAPH_MIN_EPOCHS` epochs and graph above.
 """
@@ -61,9 +63,11 @@ ENGINES = ("auto", "eager", "graph")
 RECORD_GROUPS = ("kernels", "biases", "gradients", "activations")
 DEFAULT_RECORD = ("kernels", "biases", "gradients")
 GRAPH_MIN_EPOCHS = 20
-"""``engine="auto"`` traces a graph for runs of at least this many epochs. On the assignment's
-net (2-core CPU) an eager epoch costs about 7 ms; a graph run about 0.15 s before its first
-epoch (tracing, graph optimisation) and 0.1 ms per epoch: they break even near 18 epochs."""
+"""``engine="auto"`` runs a graph for runs of at least this many epochs. On the assignment's
+net (2-core CPU) an eager epoch costs about 7 ms; a first graph run about 0.15 s before its
+first epoch (tracing, graph optimisation) and 0.1 ms per epoch: they break even near 18
+epochs. (A repeat run that reuses its graph would break even sooner; the threshold is set
+for the first.)"""
 CHUNK_SECONDS = 0.5
 """Target wall time of one graph call; the progress bar advances between calls."""
 TRACED_RUNS_KEPT = 8
@@ -507,9 +511,10 @@ def compile_epochs(
     the epochs (numbered from ``start + 1``) that are multiples of ``record_every``, stacked,
     and the row of ``state`` itself (:meth:`Recorder.initial`; row 0 when ``start`` is 0).
 
-    It is traced once and reused for every chunk of a run. The loop is an explicit
-    ``tf.while_loop`` (no autograph, which halves the tracing time) whose loop variables
-    carry the optimizer's state: no variable is read or written inside the loop.
+    It is traced once and reused for every chunk of a run (and, through
+    :func:`traced_epochs`, by later runs). The loop is an explicit ``tf.while_loop`` (no
+    autograph, which halves the tracing time) whose loop variables carry the optimizer's
+    state: no variable is read or written inside the loop.
     """
     import tensorflow as tf
 
