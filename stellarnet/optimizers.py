@@ -86,7 +86,8 @@ class Optimizer:
 
         if len(tensors) == 1:
             return tf.convert_to_tensor(tensors[0])
-        return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
+        # (Vectors as they are: every op saved is one less to trace and to run per epoch.)
+        return tf.concat([t if t.shape.rank == 1 else tf.reshape(t, [-1]) for t in tensors], 0)
 
     def unpack(self, theta: Any) -> list[Any]:
         """The packed parameters ``theta`` as tensors shaped like the variables."""
@@ -95,7 +96,10 @@ class Optimizer:
         if len(self.variables) == 1:
             return [theta]
         parts = tf.split(theta, self.sizes)
-        return [tf.reshape(p, v.shape) for p, v in zip(parts, self.variables, strict=True)]
+        return [
+            p if len(v.shape) == 1 else tf.reshape(p, v.shape)
+            for p, v in zip(parts, self.variables, strict=True)
+        ]
 
     def update(
         self, state: Sequence[Any], grads: Sequence[Any], learning_rate: Any = None

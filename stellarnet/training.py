@@ -387,9 +387,7 @@ class Recorder:
             values = self.flat(values)
             return values if self.record_all else tf.gather(values, self.positions)
 
-        parts = [tf.reshape(output, [1]), tf.reshape(loss, [1])]
-        parts += [tf.reshape(v, [1]) for v in val_loss]
-        parts.append(recorded(theta))
+        parts = [tf.stack([output, loss, *val_loss]), recorded(theta)]
         if self.record_gradients:
             if grad is None:
                 parts.append(tf.fill([len(self.positions)], np.float32(np.nan)))
