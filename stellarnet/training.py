@@ -28,10 +28,10 @@ Two engines run the same epoch function:
 ``"graph"``
     The epochs run inside one ``tf.function`` (a ``tf.while_loop`` that carries the
     optimizer's state and writes a ``tf.TensorArray``), called once per chunk of epochs. It
-    is traced on a run's first call; later runs of the same shapes in the process reuse it
-    (:func:`traced_epochs`). The numbers are the eager engine's, bit for bit on CPU without
-    XLA (full batch; mini-batch epochs agree to about 1e-7). ``jit_compile=True`` (XLA)
-    rounds differently and is opt-in.
+    is traced on a run's first call; for plain Dense nets, later runs of the same shapes in
+    the process reuse it (:func:`traced_epochs`). The numbers are the eager engine's, bit
+    for bit on CPU without XLA (full batch; mini-batch epochs agree to about 1e-7).
+    ``jit_compile=True`` (XLA) rounds differently and is opt-in.
 
 ``"auto"`` (default) picks eager below :data:`GRAPH_MIN_EPOCHS` epochs and graph above.
 """
@@ -134,6 +134,7 @@ def chain_of_layers(model: keras.Model) -> list[Any]:
         return layers
     chained = (
         bool(layers)
+        and getattr(model, "inputs", None) is not None  # a subclassed model has none
         and len(model.inputs) == len(model.outputs) == 1
         and layers[0].input is model.inputs[0]
         and layers[-1].output is model.outputs[0]
@@ -142,7 +143,8 @@ def chain_of_layers(model: keras.Model) -> list[Any]:
     if not chained:
         raise ConfigError(
             f"model {model.name!r} is not a chain of layers: the recorder trains a Sequential "
-            "model, or a functional one in which each layer takes the previous one's output"
+            "model, or a functional one in which each layer takes the previous one's output "
+            "(a subclassed model: rebuild it with keras.Sequential)"
         )
     return layers
 
@@ -170,7 +172,8 @@ class Recorder:
     means over the epoch's steps, each computed before its step's update; parameters are
     those at the end of the epoch. ``val_loss`` (with validation data) is the loss on the
     validation rows with the parameters at the end of the epoch (row 0: initial), as Keras
-    reports it. The loss includes the model's regularisation penalties (``model.losses``).
+    reports it. The loss includes ``model.losses`` (weight penalties, and the losses of layers
+    such as ``ActivityRegularization``).
 
     Parameters
     ----------
@@ -248,7 +251,7 @@ class Recorder:
         self.layer_positions = [
             (where[index, "w"], where.get((index, "b"))) for index in range(1, len(self.dense) + 1)
         ]
-        # The weight penalties (model.losses), as functions of the parameters.
+        # The weight penalties (in model.losses), as functions of the parameters.
         self.penalties = [
             (i, variable.regularizer)
             for i, variable in enumerate(self.variables)
@@ -344,11 +347,14 @@ class Recorder:
         return values, hidden
 
     def objective(self, y: tf.Tensor, yhat: tf.Tensor, parameters: list[Any]) -> tf.Tensor:
-        """The loss minimised: data loss plus the weight penalties (``model.losses``)."""
+        """The loss minimised: data loss plus ``model.losses`` as Keras lists them: the losses
+        the other layers added in the last :meth:`forward` (e.g. ``ActivityRegularization``),
+        then the weight penalties, computed on ``parameters``."""
         loss = self.loss_fn(y, yhat)
-        if not self.penalties:
-            return loss
-        return loss + sum(penalty(parameters[i]) for i, penalty in self.penalties)
+        others = [layer for layer in self.layers if layer not in self.dense]
+        extra = [added for layer in others for added in layer.losses]
+        extra += [penalty(parameters[i]) for i, penalty in self.penalties]
+        return loss + sum(extra) if extra else loss
 
     def validation_loss(self, theta: Any, validation: tuple[Any, ...]) -> list[tf.Tensor]:
         """``[val_loss]`` with the packed parameters ``theta``, or ``[]`` without validation
@@ -483,9 +489,9 @@ class Recorder:
     def signature(self) -> Hashable | None:
         """All that a compiled run's graph depends on besides its arguments (state and
         :attr:`data`): recorders with equal signatures share one traced graph
-        (:func:`traced_epochs`). None (never shared) for the tape, which calls Keras layers
-        (and their state, e.g. dropout's seed)."""
-        if self.use_tape:
+        (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets:
+        the tape path calls Keras layers (and their state, e.g. dropout's seed)."""
+        if self.use_tape or self.penalties or len(self.dense) != len(self.layers):
             return None
         data = (self.data.x, self.data.y, *self.data.validation)
         return (
@@ -496,7 +502,7 @@ class Recorder:
             self.optimizer.name,
             tuple(self.positions.tolist()),
             (self.record_gradients, self.record_activations),
-            (self.batch_size, self.shuffle_seed),
+            (self.batch_size, self.shuffle_seed if self.batch_size else None),
             tuple(tuple(tensor.shape) for tensor in data),
         )
 
@@ -512,7 +518,8 @@ def compile_epochs(
     It is traced once and reused for every chunk of a run (and, through
     :func:`traced_epochs`, by later runs). The loop is an explicit ``tf.while_loop`` (no
     autograph, which halves the tracing time) whose loop variables carry the optimizer's
-    state: no variable is read or written inside the loop.
+    state: the parameters are not read or written as variables inside the loop (only
+    layers with state of their own, such as dropout's seed, use theirs).
     """
     import tensorflow as tf
 
@@ -691,6 +698,8 @@ def run_epochs(
     def keep(numbers: list[int], block: np.ndarray) -> None:
         """Keep these rows, up to and including the first whose output or loss is not finite
         (then raise)."""
+        if not len(block):  # a chunk shorter than record_every may record nothing
+            return
         finite = np.isfinite(block[:, ..., :2]).reshape(len(block), -1).all(axis=1)
         end = len(block) if finite.all() else int(np.argmin(finite)) + 1
         rows.extend(block[:end])

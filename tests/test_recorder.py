@@ -211,6 +211,61 @@ def test_a_functional_chain_trains_as_its_sequential_twin_and_branches_are_refus
         train(branched, hr_data.x, hr_data.y, **kwargs)
 
 
+@pytest.mark.parametrize(("epochs", "record_every", "kept"), [(70, 64, [0, 64]), (5, 10, [0])])
+def test_graph_chunks_that_record_nothing(hr_data, epochs, record_every, kept):
+    """A run (or its last chunk) shorter than record_every records no row in that chunk."""
+    kwargs = dict(learning_rate=0.01, epochs=epochs, record_every=record_every)
+    graph = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="graph", **kwargs)
+    eager = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="eager", **kwargs)
+    assert graph["epoch"].tolist() == kept
+    pd.testing.assert_frame_equal(graph, eager, check_exact=True)
+
+
+def test_losses_added_by_layers_are_in_the_loss(hr_data):
+    """An ActivityRegularization layer's loss (in model.losses after a call) is part of the
+    recorded loss, as Keras computes it, in both engines."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(5, "relu"),
+            keras.layers.ActivityRegularization(l2=0.1),
+            keras.layers.Dense(1),
+        ]
+    )
+    weights = model.get_weights()
+    yhat = model(hr_data.x)
+    penalty = float(sum(model.losses))
+    assert penalty > 1e-3
+    expected = float(keras.losses.MeanSquaredError()(hr_data.y, yhat)) + penalty
+    histories = []
+    for engine in ("eager", "graph"):
+        model.set_weights(weights)
+        histories.append(
+            train(model, hr_data.x, hr_data.y, learning_rate=0.01, epochs=20, engine=engine)
+        )
+    assert histories[0]["loss"].iloc[0] == pytest.approx(expected, rel=1e-6)
+    pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
+
+
+def test_a_subclassed_model_is_refused_clearly(hr_data):
+    import keras
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden, self.out = keras.layers.Dense(6, "relu"), keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.out(self.hidden(x))
+
+    net = Net()
+    net(hr_data.x[:2])
+    with pytest.raises(ConfigError, match="subclassed model: rebuild it with keras.Sequential"):
+        train(net, hr_data.x, hr_data.y, learning_rate=0.1, epochs=2)
+
+
 def test_model_variables_end_at_the_last_recorded_row(hr_data):
     from stellarnet.models import dense_parameters
 
