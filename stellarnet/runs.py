@@ -199,9 +199,14 @@ def write_run_files(folder: Path, history: pd.DataFrame, record: dict[str, Any])
 
 
 def train_config(
-    config: ExperimentConfig, dataset: Dataset, progress: bool = False, model: Any = None
+    config: ExperimentConfig,
+    dataset: Dataset,
+    progress: bool = False,
+    model: Any = None,
+    jit_compile: bool = False,
 ) -> pd.DataFrame:
-    """Train ``model`` (default: the config's model, freshly built) on ``dataset``.
+    """Train ``model`` (default: the config's model, freshly built) on ``dataset``
+    (``jit_compile``: with XLA, see :func:`stellarnet.training.train`).
 
     Returns the history; ``model`` (if given) is trained in place.
     """
@@ -222,6 +227,7 @@ def train_config(
         record=spec.record,
         record_every=spec.record_every,
         engine=spec.engine,
+        jit_compile=jit_compile,
         progress=progress,
         batch_size=spec.batch_size,
         shuffle_seed=config.seed,
@@ -235,6 +241,7 @@ def run_experiment(
     force: bool = False,
     progress: bool = False,
     init_from: str | Path | None = None,
+    jit_compile: bool = False,
 ) -> RunResult:
     """Load data, build the model, train with recording, and write the results folder.
 
@@ -251,6 +258,9 @@ def run_experiment(
     init_from : path, optional
         A history table (or one-row CSV) whose ``epoch = 0`` parameters start the run
         (:func:`stellarnet.params.read_initial_layers`); recorded with its sha256.
+    jit_compile : bool
+        Compile the epochs with XLA: faster long runs, other rounding (recorded in
+        ``run.json``).
 
     Raises
     ------
@@ -275,9 +285,9 @@ def run_experiment(
         }
     catalog, dataset = load_data(config)
     model = build_model(config.model) if model is None else model
-    history = train_config(config, dataset, progress, model=model)
+    history = train_config(config, dataset, progress, model=model, jit_compile=jit_compile)
     record = run_record(config, catalog, dataset, history, time.perf_counter() - started)
-    record |= init_record
+    record |= init_record | {"jit_compile": jit_compile}
     if len(dataset.y_test):
         predicted = model(dataset.x_test, training=False).numpy()
         record["test_metrics"] = regression_metrics(dataset.y_test, predicted)

@@ -204,6 +204,22 @@ def test_check_gradients_cli_errors(tiny, capsys):
     assert "one hidden layer" in capsys.readouterr().err
 
 
+def test_experiment_with_jit_is_recorded_and_close_to_the_default(tiny, tmp_path):
+    """--jit (XLA) rounds differently: said in run.json, numbers within 1e-5."""
+    import json
+
+    tables = {}
+    for flags in ([], ["--jit"]):
+        results = tmp_path / ("jit" if flags else "default")
+        argv = ["-q", "experiment", str(tiny), "--results", str(results), "--epochs", "30"]
+        assert main([*argv, *flags]) == 0
+        folder = results / "tiny" / "lr=0.1"
+        assert json.loads((folder / "run.json").read_text())["jit_compile"] is bool(flags)
+        tables[bool(flags)] = pd.read_csv(folder / "history.csv")
+    values = [table.drop(columns="epoch").to_numpy() for table in tables.values()]
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-5, atol=1e-6)
+
+
 def test_init_from_history_and_one_row_csv(tiny, tmp_path, capsys):
     results = tmp_path / "results"
     assert main(["-q", "experiment", str(tiny), "--results", str(results)]) == 0
