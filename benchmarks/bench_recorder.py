@@ -11,6 +11,8 @@ Prints, for a 1-6-1 ReLU net trained full batch with Adam:
   gradients);
 * the steady-state cost of an epoch (epochs 2001..4000) and the fixed costs of a first graph
   run (building the model, tracing, the first call);
+* the same run with opt-in XLA (``jit_compile=True``: other rounding, so its largest
+  difference from the default history is printed too);
 * for K = 2, 8, 32 learning rates: a vectorised sweep vs K sequential runs, as multiples of
   the fastest first single run of the same length (a sweep traces its graph too);
 * peak memory (max RSS) of a 10,000-epoch run of a 4-16-16-1 net with everything recorded,
@@ -30,6 +32,9 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
+
+import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As the stellarnet command runs TensorFlow (and for every timing below, the baselines too).
@@ -209,6 +214,28 @@ def main() -> None:
     print(
         f"  fixed costs of a first graph run: model build {build * 1e3:.0f} ms, tracing "
         f"{trace * 1e3:.0f} ms, first call (graph optimisation + 1 epoch) {first_call * 1e3:.0f} ms"
+    )
+
+    # Opt-in XLA: other rounding, so only its speed and its distance from the default.
+    def xla(n_epochs: int) -> tuple[float, Any]:
+        started = time.perf_counter()
+        history = train(
+            build_model(HR_NET), x, y, learning_rate=0.1, epochs=n_epochs, jit_compile=True
+        )
+        return time.perf_counter() - started, history
+
+    training._traced_runs.clear()
+    xla_first, xla_history = xla(epochs)
+    xla_repeat = min(xla(epochs)[0] for _ in range(args.repeat))
+    xla_double = min(xla(2 * epochs)[0] for _ in range(args.repeat))
+    default = train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=epochs)
+    columns = [c for c in default.columns if c != "epoch"]
+    drift = np.nanmax(np.abs(xla_history[columns].to_numpy() - default[columns].to_numpy()))
+    print(
+        f"  opt-in XLA (jit_compile=True, other rounding; max abs diff from the default "
+        f"{drift:.1e} over {epochs} epochs): first run {xla_first / epochs * 1e3:.3f} ms/epoch, "
+        f"repeat run {xla_repeat / epochs * 1e3:.3f}, steady state "
+        f"{(xla_double - xla_repeat) / epochs * 1e3:.3f}"
     )
 
     # A sweep traces its stacked graph once, as a first single run does: that is the

@@ -70,6 +70,9 @@ epochs. (A repeat run that reuses its graph would break even sooner; the thresho
 for the first.)"""
 CHUNK_SECONDS = 0.5
 """Target wall time of one graph call; the progress bar advances between calls."""
+XLA_CHUNK_ROWS = 1024
+"""Rows per call with ``jit_compile=True``: XLA compiles for fixed shapes, so every chunk
+returns this many rows (the unused ones are dropped) and one compiled graph serves them all."""
 TRACED_RUNS_KEPT = 8
 """Traced graph runs kept for reuse (see :func:`traced_epochs`), most recently used first."""
 _traced_runs: OrderedDict[Hashable, Any] = OrderedDict()
@@ -514,6 +517,8 @@ def compile_epochs(
     epochs of ``recorder`` from ``state`` on ``data``. It returns the new state, the rows of
     the epochs (numbered from ``start + 1``) that are multiples of ``record_every``, stacked,
     and the row of ``state`` itself (:meth:`Recorder.initial`; row 0 when ``start`` is 0).
+    With ``jit_compile`` the rows come as :data:`XLA_CHUNK_ROWS` rows, the first ``n_rows``
+    of them recorded ones.
 
     It is traced once and reused for every chunk of a run (and, through
     :func:`traced_epochs`, by later runs). The loop is an explicit ``tf.while_loop`` (no
@@ -534,7 +539,8 @@ def compile_epochs(
             return i + 1, written + tf.cast(keep, tf.int32), state, rows
 
         first = recorder.initial(state, data)
-        rows = tf.TensorArray(tf.float32, size=n_rows, element_shape=recorder.row_shape)
+        size = XLA_CHUNK_ROWS if jit_compile else n_rows  # XLA: one shape for every chunk
+        rows = tf.TensorArray(tf.float32, size=size, element_shape=recorder.row_shape)
         _, _, state, rows = tf.while_loop(
             lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0), state, rows)
         )
@@ -748,20 +754,23 @@ def _graph_chunks(
 
     run = traced_epochs(recorder, state, record_every, jit_compile)
     done, chunk = 0, record_every * max(1, 64 // record_every)
+    if jit_compile:  # fixed-size chunks: one XLA compilation for the whole run
+        chunk = record_every * XLA_CHUNK_ROWS
     while done < epochs:
         count = min(chunk, epochs - done)
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
         state, block, first = run(state, recorder.data, *chunk_args)
-        block, first = block.numpy(), first.numpy()
+        block, first = block.numpy()[:n_rows], first.numpy()
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
         yield state, first, count, recorded, block
         # Grow the chunk towards CHUNK_SECONDS of work: few calls, yet a live progress bar.
         # The first call's time may be mostly tracing, so it only says "grow".
         target = 8 * chunk if done == 0 else int(CHUNK_SECONDS / max(elapsed / count, 1e-7))
-        chunk = max(record_every, min(target, 8 * chunk) // record_every * record_every)
+        if not jit_compile:
+            chunk = max(record_every, min(target, 8 * chunk) // record_every * record_every)
         done += count
 
 
