@@ -514,11 +514,10 @@ def compile_epochs(
     recorder: Any, record_every: int, jit_compile: bool = False
 ) -> Callable[[Any, Any, Any, Any, Any], Any]:
     """A ``tf.function`` ``run(state, data, start, count, n_rows)`` that runs ``count``
-    epochs of ``recorder`` from ``state`` on ``data``. It returns the new state, the rows of
-    the epochs (numbered from ``start + 1``) that are multiples of ``record_every``, stacked,
-    and the row of ``state`` itself (:meth:`Recorder.initial`; row 0 when ``start`` is 0).
-    With ``jit_compile`` the rows come as :data:`XLA_CHUNK_ROWS` rows, the first ``n_rows``
-    of them recorded ones.
+    epochs of ``recorder`` from ``state`` on ``data``. It returns the new state and the rows
+    of the epochs (numbered from ``start + 1``) that are multiples of ``record_every``,
+    stacked. With ``jit_compile`` the rows come as :data:`XLA_CHUNK_ROWS` rows, the first
+    ``n_rows`` of them recorded ones.
 
     It is traced once and reused for every chunk of a run (and, through
     :func:`traced_epochs`, by later runs). The loop is an explicit ``tf.while_loop`` (no
@@ -538,13 +537,12 @@ def compile_epochs(
             rows = tf.cond(keep, lambda: rows.write(written, row), lambda: rows)
             return i + 1, written + tf.cast(keep, tf.int32), state, rows
 
-        first = recorder.initial(state, data)
         size = XLA_CHUNK_ROWS if jit_compile else n_rows  # XLA: one shape for every chunk
         rows = tf.TensorArray(tf.float32, size=size, element_shape=recorder.row_shape)
         _, _, state, rows = tf.while_loop(
             lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0), state, rows)
         )
-        return state, rows.stack(), first
+        return state, rows.stack()
 
     return run
 
@@ -719,11 +717,12 @@ def run_epochs(
         ).with_history(recorder.frame(rows, epoch_numbers))
 
     state = recorder.state()
+    # Row 0, eagerly: about 3 ms, less than tracing it into the graph costs.
+    rows.append(recorder.initial(state, recorder.data).numpy())
+    epoch_numbers.append(0)
     try:
         with _progress_bar(epochs, progress) as bar:
             if engine == "eager":
-                rows.append(recorder.initial(state, recorder.data).numpy())
-                epoch_numbers.append(0)
                 for epoch in range(1, epochs + 1):
                     state, row = recorder.advance(state, recorder.data)
                     row = row.numpy()
@@ -733,10 +732,7 @@ def run_epochs(
             else:
                 chunks = _graph_chunks(recorder, state, epochs, record_every, jit_compile)
                 # Each chunk's state is stored below (finally), even if a row diverged.
-                for state, first, count, numbers, block in chunks:  # noqa: B007
-                    if not rows:
-                        rows.append(first)  # row 0: the initial state
-                        epoch_numbers.append(0)
+                for state, count, numbers, block in chunks:  # noqa: B007
                     keep(numbers, block)
                     bar.update(count)
     finally:
@@ -746,10 +742,9 @@ def run_epochs(
 
 def _graph_chunks(
     recorder: Any, state: Any, epochs: int, record_every: int, jit_compile: bool
-) -> Iterator[tuple[Any, np.ndarray, int, list[int], np.ndarray]]:
+) -> Iterator[tuple[Any, int, list[int], np.ndarray]]:
     """Run the compiled graph from ``state`` in chunks of epochs; yield, per chunk, the new
-    state, the row of the state it started from, its number of epochs, and the numbers and
-    rows of its recorded epochs."""
+    state, its number of epochs, and the numbers and rows of its recorded epochs."""
     import tensorflow as tf
 
     run = traced_epochs(recorder, state, record_every, jit_compile)
@@ -761,11 +756,11 @@ def _graph_chunks(
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
-        state, block, first = run(state, recorder.data, *chunk_args)
-        block, first = block.numpy()[:n_rows], first.numpy()
+        state, block = run(state, recorder.data, *chunk_args)
+        block = block.numpy()[:n_rows]
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
-        yield state, first, count, recorded, block
+        yield state, count, recorded, block
         # Grow the chunk towards CHUNK_SECONDS of work: few calls, yet a live progress bar.
         # The first call's time may be mostly tracing, so it only says "grow".
         target = 8 * chunk if done == 0 else int(CHUNK_SECONDS / max(elapsed / count, 1e-7))

@@ -42,7 +42,7 @@ def test_graph_is_traced_once_across_chunks(hr_data):
     state = recorder.state()
     for start, count in [(0, 3), (3, 5), (8, 40)]:
         chunk = (tf.constant(start), tf.constant(count), tf.constant(count))
-        state, rows, _ = run(state, recorder.data, *chunk)
+        state, rows = run(state, recorder.data, *chunk)
         assert rows.shape[0] == count and int(state[0]) == start + count
     assert run.experimental_get_tracing_count() == 1
 
