@@ -554,7 +554,10 @@ def traced_epochs(recorder: Any, state: Any, record_every: int, jit_compile: boo
     net. A graph that captures nothing (it reads only its arguments) and whose recorder has a
     ``signature`` is kept and reused by later runs with an equal signature, e.g. the runs of
     a sequential sweep or repeated runs in a notebook (the :data:`TRACED_RUNS_KEPT` most
-    recent).
+    recent). The captures check sees tensors and variables only: the signature must name
+    every Python value the graph was traced with. (Reuse saves the tracing; the graph
+    optimisation is paid again after ``keras.utils.set_random_seed``, which clears
+    TensorFlow's caches.)
     """
     import tensorflow as tf
 
