@@ -148,7 +148,7 @@ def train_sweep(
     vectorize : bool
         Train the K runs as stacked copies in one graph (default) or one after another.
     jit_compile : bool
-        XLA for the stacked graph (opt-in: different rounding).
+        XLA for the stacked graph, or for each run (opt-in: different rounding).
     progress : bool
         Show a progress bar over epochs (vectorised) or runs and epochs (sequential).
     """
@@ -178,7 +178,7 @@ def train_sweep(
     for lr, layers in zip(rates, members, strict=True):
         one = dataclasses.replace(config, training=dataclasses.replace(spec, learning_rate=lr))
         model = set_model_layers(build_model(config.model), layers)
-        history = train_config(one, dataset, progress, model=model)
+        history = train_config(one, dataset, progress, model=model, jit_compile=jit_compile)
         history.insert(0, "lr", lr)
         parts.append(history)
     return pd.concat(parts, ignore_index=True)
@@ -230,7 +230,8 @@ def run_sweep(
             one = config.with_overrides(learning_rate=lr)
             history = long[long["lr"] == lr].drop(columns="lr").reset_index(drop=True)
             sub_record = run_record(one, catalog, dataset, history, wall_time) | {
-                "sweep": {"learning_rates": rates, "init": config.training.init}
+                "sweep": {"learning_rates": rates, "init": config.training.init},
+                "jit_compile": jit_compile,
             }
             write_run_files(staging / f"lr={rate_label(lr)}", history, sub_record)
     log.info("wrote %s", folder)

@@ -70,9 +70,17 @@ epochs. (A repeat run that reuses its graph would break even sooner; the thresho
 for the first.)"""
 CHUNK_SECONDS = 0.5
 """Target wall time of one graph call; the progress bar advances between calls."""
-XLA_CHUNK_ROWS = 1024
-"""Rows per call with ``jit_compile=True``: XLA compiles for fixed shapes, so every chunk
-returns this many rows (the unused ones are dropped) and one compiled graph serves them all."""
+XLA_CHUNK_EPOCHS = 1024
+"""Epochs per call with ``jit_compile=True`` (or ``record_every``, if more). XLA compiles for
+fixed shapes, so every call returns as many rows as a full chunk records (the last chunk's
+unused ones are dropped) and one compiled graph serves them all."""
+
+
+def xla_chunk_rows(record_every: int) -> int:
+    """Rows recorded by a full chunk of epochs under XLA (see :data:`XLA_CHUNK_EPOCHS`)."""
+    return max(1, XLA_CHUNK_EPOCHS // record_every)
+
+
 TRACED_RUNS_KEPT = 8
 """Traced graph runs kept for reuse (see :func:`traced_epochs`), most recently used first."""
 _traced_runs: OrderedDict[Hashable, Any] = OrderedDict()
@@ -516,8 +524,9 @@ def compile_epochs(
     """A ``tf.function`` ``run(state, data, start, count, n_rows)`` that runs ``count``
     epochs of ``recorder`` from ``state`` on ``data``. It returns the new state and the rows
     of the epochs (numbered from ``start + 1``) that are multiples of ``record_every``,
-    stacked. With ``jit_compile`` the rows come as :data:`XLA_CHUNK_ROWS` rows, the first
-    ``n_rows`` of them recorded ones.
+    stacked: the first ``n_rows`` rows returned (more follow with ``record_every`` > 1, and
+    with ``jit_compile``, whose calls all return the rows of a full chunk,
+    :func:`xla_chunk_rows`).
 
     It is traced once and reused for every chunk of a run (and, through
     :func:`traced_epochs`, by later runs). The loop is an explicit ``tf.while_loop`` (no
@@ -531,13 +540,16 @@ def compile_epochs(
     def run(state: Any, data: Any, start: Any, count: Any, n_rows: Any) -> Any:
         def body(i: Any, written: Any, state: Any, rows: Any) -> tuple[Any, Any, Any, Any]:
             state, row = recorder.advance(state, data)
-            if record_every == 1:  # every row: no branch in the loop
-                return i + 1, written + 1, state, rows.write(written, row)
+            rows = rows.write(written, row)
+            if record_every == 1:
+                return i + 1, written + 1, state, rows
+            # Every epoch writes its row to the next free slot, and only a kept row moves on
+            # to the next: no branch (a conditional write copies the whole buffer under XLA).
             keep = tf.equal((start + i + 1) % record_every, 0)
-            rows = tf.cond(keep, lambda: rows.write(written, row), lambda: rows)
             return i + 1, written + tf.cast(keep, tf.int32), state, rows
 
-        size = XLA_CHUNK_ROWS if jit_compile else n_rows  # XLA: one shape for every chunk
+        size = xla_chunk_rows(record_every) if jit_compile else n_rows  # XLA: one shape
+        size += int(record_every > 1)  # the slot the epochs after the last kept one write to
         rows = tf.TensorArray(tf.float32, size=size, element_shape=recorder.row_shape)
         _, _, state, rows = tf.while_loop(
             lambda i, *_: i < count, body, (tf.constant(0), tf.constant(0), state, rows)
@@ -697,6 +709,13 @@ def run_epochs(
         raise ConfigError(f"record_every must be a positive integer, got {record_every!r}")
     if engine not in ENGINES:
         raise ConfigError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    if jit_compile and engine == "eager":
+        raise ConfigError("jit_compile (--jit) needs the graph engine; set engine to auto or graph")
+    if jit_compile and getattr(recorder, "batch_size", None):
+        raise ConfigError(
+            "jit_compile (--jit) does not run mini-batches (XLA has no stateless shuffle); "
+            "drop --jit or batch_size"
+        )
     if engine == "auto":
         engine = "graph" if epochs >= GRAPH_MIN_EPOCHS or jit_compile else "eager"
     rows: list[np.ndarray] = []
@@ -753,7 +772,7 @@ def _graph_chunks(
     run = traced_epochs(recorder, state, record_every, jit_compile)
     done, chunk = 0, record_every * max(1, 64 // record_every)
     if jit_compile:  # fixed-size chunks: one XLA compilation for the whole run
-        chunk = record_every * XLA_CHUNK_ROWS
+        chunk = record_every * xla_chunk_rows(record_every)
     while done < epochs:
         count = min(chunk, epochs - done)
         n_rows = (done + count) // record_every - done // record_every
