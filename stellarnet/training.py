@@ -235,14 +235,13 @@ class Recorder:
         self.model = model
         self.layers = chain_of_layers(model)
         self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]
+        self.others = [layer for layer in self.layers if layer not in self.dense]  # e.g. Dropout
         self.loss_fn = make_loss(loss)
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
         self.activations = [activation_name(layer.activation) for layer in self.dense]
-        self.use_tape = (
-            len(self.dense) != len(self.layers) or bool(model.losses) or None in self.activations
-        )
+        self.use_tape = bool(self.others) or bool(model.losses) or None in self.activations
         rows = len(y)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -362,8 +361,7 @@ class Recorder:
         the other layers added in the last :meth:`forward` (e.g. ``ActivityRegularization``),
         then the weight penalties, computed on ``parameters``."""
         loss = self.loss_fn(y, yhat)
-        others = [layer for layer in self.layers if layer not in self.dense]
-        extra = [added for layer in others for added in layer.losses]
+        extra = [added for layer in self.others for added in layer.losses]
         extra += [penalty(parameters[i]) for i, penalty in self.penalties]
         return loss + sum(extra) if extra else loss
 
@@ -502,7 +500,7 @@ class Recorder:
         :attr:`data`): recorders with equal signatures share one traced graph
         (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets:
         the tape path calls Keras layers (and their state, e.g. dropout's seed)."""
-        if self.use_tape or self.penalties or len(self.dense) != len(self.layers):
+        if self.use_tape or self.penalties or self.others:
             return None
         data = (self.data.x, self.data.y, *self.data.validation)
         return (
