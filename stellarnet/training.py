@@ -160,6 +160,22 @@ def chain_of_layers(model: keras.Model) -> list[Any]:
     return layers
 
 
+def check_dense_layer(layer: Any) -> None:
+    """Raise ConfigError for a Dense layer whose call the recorder does not reproduce
+    (:meth:`Recorder.forward` applies its kernel, bias and activation to float32 values)."""
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+        raise ConfigError(
+            f"Dense layer {layer.name!r} is LoRA-enabled or quantized, which the recorder does "
+            "not train: record a plain Dense layer (without lora_rank or quantize())"
+        )
+    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
+        raise ConfigError(
+            f"Dense layer {layer.name!r} computes in {layer.compute_dtype} (variables "
+            f"{layer.variable_dtype}); the recorder works in float32: build the model under "
+            'keras.mixed_precision.set_global_policy("float32")'
+        )
+
+
 class RunData(NamedTuple):
     """What an epoch reads besides the state: a compiled run takes it as an argument."""
 
@@ -183,8 +199,10 @@ class Recorder:
     means over the epoch's steps, each computed before its step's update; parameters are
     those at the end of the epoch. ``val_loss`` (with validation data) is the loss on the
     validation rows with the parameters at the end of the epoch (row 0: initial), as Keras
-    reports it. The loss includes ``model.losses`` (weight penalties, and the losses of layers
-    such as ``ActivityRegularization``).
+    reports it. The loss includes ``model.losses`` (weight penalties, Dense activity
+    regularisers, and the losses of layers such as ``ActivityRegularization``); the variables'
+    constraints (``kernel_constraint``, ``bias_constraint``) are applied after every update,
+    as Keras' optimizers apply them.
 
     Parameters
     ----------
@@ -236,12 +254,20 @@ class Recorder:
         self.layers = chain_of_layers(model)
         self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]
         self.others = [layer for layer in self.layers if layer not in self.dense]  # e.g. Dropout
+        for layer in self.dense:
+            check_dense_layer(layer)
         self.loss_fn = make_loss(loss)
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
         self.activations = [activation_name(layer.activation) for layer in self.dense]
-        self.use_tape = bool(self.others) or bool(model.losses) or None in self.activations
+        self.activity_penalised = any(layer.activity_regularizer for layer in self.dense)
+        self.use_tape = (
+            bool(self.others)
+            or bool(model.losses)
+            or self.activity_penalised
+            or None in self.activations
+        )
         rows = len(y)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
@@ -266,6 +292,13 @@ class Recorder:
             (i, variable.regularizer)
             for i, variable in enumerate(self.variables)
             if getattr(variable, "regularizer", None) is not None
+        ]
+        # The variables' constraints (e.g. keras.constraints.NonNeg), applied after every
+        # update as Keras' optimizers do.
+        self.constraints = [
+            (i, variable.constraint)
+            for i, variable in enumerate(self.variables)
+            if getattr(variable, "constraint", None) is not None
         ]
         kinds = {"w"} if "kernels" in record else set()
         kinds |= {"b"} if "biases" in record else set()
@@ -328,16 +361,19 @@ class Recorder:
 
     def forward(
         self, x: tf.Tensor, parameters: list[Any], training: bool
-    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        """The network's output on ``x`` with ``parameters`` (shaped like :attr:`variables`)
-        and each hidden Dense layer's activations."""
+    ) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor]]:
+        """The network's output on ``x`` with ``parameters`` (shaped like :attr:`variables`),
+        each hidden Dense layer's activations, and the losses the layers add on the way, in
+        layer order as ``model.losses`` lists them (activity regularisers, the losses of
+        layers such as ``ActivityRegularization``)."""
         import tensorflow as tf
 
         layers = iter(self.layer_parameters(parameters))
-        values, hidden = x, []
+        values, hidden, added = x, [], []
         for layer in self.layers:
             if layer not in self.dense:
                 values = layer(values, training=training)
+                added += layer.losses
                 continue
             # Dense.call's own ops (matmul, add, activation) on the given parameters.
             kernel, bias = next(layers)
@@ -352,18 +388,33 @@ class Recorder:
                 values = tf.add(values, bias)
             if layer.activation is not None:
                 values = layer.activation(values)
+            if layer.activity_regularizer is not None:
+                # As Layer.__call__ adds it: the penalty per row of the batch.
+                penalty = layer.activity_regularizer(values)
+                rows = tf.cast(tf.shape(values)[0], penalty.dtype)
+                added.append(tf.math.divide_no_nan(penalty, rows))
             if layer is not self.dense[-1]:
                 hidden.append(values)
-        return values, hidden
+        return values, hidden, added
 
-    def objective(self, y: tf.Tensor, yhat: tf.Tensor, parameters: list[Any]) -> tf.Tensor:
-        """The loss minimised: data loss plus ``model.losses`` as Keras lists them: the losses
-        the other layers added in the last :meth:`forward` (e.g. ``ActivityRegularization``),
-        then the weight penalties, computed on ``parameters``."""
+    def objective(
+        self, y: tf.Tensor, yhat: tf.Tensor, parameters: list[Any], added: list[tf.Tensor]
+    ) -> tf.Tensor:
+        """The loss minimised: data loss plus ``model.losses`` as Keras lists them: the
+        layer-added losses of the :meth:`forward` pass that computed ``yhat``, then the weight
+        penalties, computed on ``parameters``."""
         loss = self.loss_fn(y, yhat)
-        extra = [added for layer in self.others for added in layer.losses]
-        extra += [penalty(parameters[i]) for i, penalty in self.penalties]
+        extra = [*added, *(penalty(parameters[i]) for i, penalty in self.penalties)]
         return loss + sum(extra) if extra else loss
+
+    def constrain(self, state: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``state`` with the variables' constraints applied to its parameters."""
+        if not self.constraints:
+            return state
+        parameters = self.optimizer.unpack(state[1])
+        for i, constraint in self.constraints:
+            parameters[i] = constraint(parameters[i])
+        return (state[0], self.optimizer.pack(parameters), *state[2:])
 
     def validation_loss(self, theta: Any, validation: tuple[Any, ...]) -> list[tf.Tensor]:
         """``[val_loss]`` with the packed parameters ``theta``, or ``[]`` without validation
@@ -372,8 +423,8 @@ class Recorder:
             return []
         x_val, y_val = validation
         parameters = self.optimizer.unpack(theta)
-        yhat = self.forward(x_val, parameters, training=False)[0]
-        return [self.objective(y_val, yhat, parameters)]
+        yhat, _, added = self.forward(x_val, parameters, training=False)
+        return [self.objective(y_val, yhat, parameters, added)]
 
     def flat(self, values: Any) -> tf.Tensor:
         """The optimizer's packed parameters (or gradients) as a 1-D tensor."""
@@ -420,9 +471,9 @@ class Recorder:
         theta = state[1]
         parameters = self.optimizer.unpack(theta)
         x, y, _, validation = data
-        yhat, hidden = self.forward(x, parameters, training=False)
+        yhat, hidden, added = self.forward(x, parameters, training=False)
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
-        loss = self.objective(y, yhat, parameters)
+        loss = self.objective(y, yhat, parameters, added)
         val_loss = self.validation_loss(theta, validation)
         return self.row(tf.reduce_mean(yhat), loss, None, means, theta, val_loss)
 
@@ -444,15 +495,16 @@ class Recorder:
         if self.use_tape:
             with tf.GradientTape() as tape:
                 tape.watch(parameters)
-                yhat, hidden = self.forward(x, parameters, training=True)
-                loss = self.objective(y, yhat, parameters)
+                yhat, hidden, added = self.forward(x, parameters, training=True)
+                loss = self.objective(y, yhat, parameters, added)
             grads = tape.gradient(loss, parameters)
         else:
-            yhat, hidden = self.forward(x, parameters, training=True)
+            yhat, hidden, _ = self.forward(x, parameters, training=True)
             loss, grad = mse_and_gradient(y, yhat, self.loss_scale)
             layers = self.layer_parameters(parameters)
             grads = dense_gradients(layers, self.activations, [x, *hidden], [*hidden, yhat], grad)
         grad, state = self.optimizer.update(state, grads, learning_rate)
+        state = self.constrain(state)  # as Keras' optimizers do after every update
         means = [tf.reduce_mean(a, axis=0) for a in hidden]
         return state, tf.reduce_mean(yhat), loss, grad, means
 
@@ -498,9 +550,10 @@ class Recorder:
     def signature(self) -> Hashable | None:
         """All that a compiled run's graph depends on besides its arguments (state and
         :attr:`data`): recorders with equal signatures share one traced graph
-        (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets:
-        the tape path calls Keras layers (and their state, e.g. dropout's seed)."""
-        if self.use_tape or self.penalties or self.others:
+        (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets,
+        or have constraints: the graph then calls Keras objects, whose settings and state
+        (e.g. dropout's seed) it captures."""
+        if self.use_tape or self.penalties or self.others or self.constraints:
             return None
         data = (self.data.x, self.data.y, *self.data.validation)
         return (
@@ -609,8 +662,8 @@ def train(
     Parameters
     ----------
     model : keras.Model
-        A built model of Dense layers (see :func:`stellarnet.models.build_model`); trained in
-        place.
+        A built chain of Dense layers, possibly with parameter-free layers between them (see
+        :func:`stellarnet.models.build_model` and :class:`Recorder`); trained in place.
     x, y : ndarray
         Inputs ``(n, n_features)`` and targets ``(n, 1)``.
     learning_rate : float

@@ -249,6 +249,71 @@ def test_losses_added_by_layers_are_in_the_loss(hr_data):
     pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
 
 
+def constrained_net():
+    """A hand-built net with a Dense activity regulariser and kernel/bias constraints."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    return keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(
+                5,
+                "relu",
+                activity_regularizer=keras.regularizers.L2(0.05),
+                kernel_constraint=keras.constraints.NonNeg(),
+            ),
+            keras.layers.Dense(1, bias_constraint=keras.constraints.MaxNorm(0.2, axis=0)),
+        ]
+    )
+
+
+@pytest.mark.parametrize("engine", ["eager", "graph"])
+def test_activity_regularisers_and_constraints_are_trained_as_keras_trains_them(hr_data, engine):
+    """The loss includes the Dense layer's activity penalty (as in model.losses) and the
+    constraints hold after every update: the numbers of a loop with Keras' own Adam."""
+    import keras
+    import tensorflow as tf
+
+    history = train(
+        constrained_net(), hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, engine=engine
+    )
+    model = constrained_net()
+    optimizer = keras.optimizers.Adam(0.1)
+    loss_fn = keras.losses.MeanSquaredError()
+    x, y = tf.constant(hr_data.x), tf.constant(hr_data.y)
+    parameters = [c for c in history.columns if c[0] in "wb" and "^" in c]
+    for epoch in range(1, 26):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True)) + sum(model.losses)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(grads, model.trainable_variables)
+        values = np.concatenate([v.numpy().ravel() for v in model.trainable_variables])
+        np.testing.assert_allclose(history.loc[epoch, parameters], values, rtol=1e-6, atol=1e-7)
+        assert history.loc[epoch, "loss"] == pytest.approx(float(loss), rel=1e-6)
+    assert len(model.losses) == 1 and float(model.losses[0]) > 1e-3  # the penalty counts
+    assert (history.filter(regex=r"^w\^1_").to_numpy()[1:] >= 0).all()  # NonNeg, after updates
+    assert np.abs(history["b^2_1"].to_numpy()[1:]).max() <= 0.2 + 1e-7  # MaxNorm
+    assert np.abs(history["b^2_1"].to_numpy()[1:]).max() > 0.19  # and it binds
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (dict(lora_rank=2), "LoRA-enabled or quantized"),
+        (dict(dtype="mixed_float16"), "computes in float16"),
+    ],
+)
+def test_dense_layers_the_recorder_cannot_reproduce_are_refused(hr_data, layer, message):
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(4, "relu", **layer), keras.layers.Dense(1)]
+    )
+    with pytest.raises(ConfigError, match=message):
+        train(model, hr_data.x, hr_data.y, learning_rate=0.1, epochs=2)
+
+
 def test_a_subclassed_model_is_refused_clearly(hr_data):
     import keras
 
