@@ -351,6 +351,10 @@ class Recorder:
     def store(self, state: tuple[Any, ...]) -> None:
         """Write ``state`` to the model's (and the optimizer's) variables."""
         self.optimizer.store(state)
+        if any(layer.losses for layer in self.others):
+            # Layers such as ActivityRegularization hold the losses of their last call, after
+            # a graph run the graph's tensors: make model.losses those of the stored model.
+            self.forward(self.data.x, self.variables, training=False)
 
     def layer_parameters(self, parameters: list[Any]) -> list[tuple[Any, Any]]:
         """Each Dense layer's ``(kernel, bias)`` (bias None: none) from ``parameters`` shaped

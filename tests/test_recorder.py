@@ -226,6 +226,7 @@ def test_losses_added_by_layers_are_in_the_loss(hr_data):
     recorded loss, as Keras computes it, in both engines."""
     import keras
 
+    keras.utils.set_random_seed(3)  # initial weights whose penalty is not negligible
     model = keras.Sequential(
         [
             keras.Input((1,)),
@@ -247,6 +248,11 @@ def test_losses_added_by_layers_are_in_the_loss(hr_data):
         )
     assert histories[0]["loss"].iloc[0] == pytest.approx(expected, rel=1e-6)
     pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
+    # After the graph run, model.losses holds numbers (not the graph's tensors): those of the
+    # trained model, as a call of it computes them.
+    after_training = [float(loss) for loss in model.losses]
+    model(hr_data.x)
+    assert after_training == [float(loss) for loss in model.losses]
 
 
 def constrained_net():
