@@ -261,11 +261,10 @@ class Recorder:
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
         self.activations = [activation_name(layer.activation) for layer in self.dense]
-        self.activity_penalised = any(layer.activity_regularizer for layer in self.dense)
         self.use_tape = (
             bool(self.others)
             or bool(model.losses)
-            or self.activity_penalised
+            or any(layer.activity_regularizer is not None for layer in self.dense)
             or None in self.activations
         )
         rows = len(y)
