@@ -160,17 +160,18 @@ def chain_of_layers(model: keras.Model) -> list[Any]:
     return layers
 
 
-def check_dense_layer(layer: Any) -> None:
-    """Raise ConfigError for a Dense layer whose call the recorder does not reproduce
-    (:meth:`Recorder.forward` applies its kernel, bias and activation to float32 values)."""
+def check_layer(layer: Any) -> None:
+    """Raise ConfigError for a layer whose call the recorder does not reproduce
+    (:meth:`Recorder.forward` applies a Dense layer's kernel, bias and activation, and calls
+    the other layers, on float32 values)."""
     if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
         raise ConfigError(
-            f"Dense layer {layer.name!r} is LoRA-enabled or quantized, which the recorder does "
+            f"layer {layer.name!r} is LoRA-enabled or quantized, which the recorder does "
             "not train: record a plain Dense layer (without lora_rank or quantize())"
         )
     if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
         raise ConfigError(
-            f"Dense layer {layer.name!r} computes in {layer.compute_dtype} (variables "
+            f"layer {layer.name!r} computes in {layer.compute_dtype} (variables "
             f"{layer.variable_dtype}); the recorder works in float32: build the model under "
             'keras.mixed_precision.set_global_policy("float32")'
         )
@@ -254,8 +255,8 @@ class Recorder:
         self.layers = chain_of_layers(model)
         self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]
         self.others = [layer for layer in self.layers if layer not in self.dense]  # e.g. Dropout
-        for layer in self.dense:
-            check_dense_layer(layer)
+        for layer in self.layers:
+            check_layer(layer)
         self.loss_fn = make_loss(loss)
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
@@ -350,10 +351,13 @@ class Recorder:
     def store(self, state: tuple[Any, ...]) -> None:
         """Write ``state`` to the model's (and the optimizer's) variables."""
         self.optimizer.store(state)
-        if any(layer.losses for layer in self.others):
-            # Layers such as ActivityRegularization hold the losses of their last call, after
-            # a graph run the graph's tensors: make model.losses those of the stored model.
-            self.forward(self.data.x, self.variables, training=False)
+        if any(layer.losses for layer in self.others) or any(
+            layer.activity_regularizer is not None for layer in self.dense
+        ):
+            # model.losses holds the losses of each layer's last call: after a graph run the
+            # graph's tensors, and never the recorder's own Dense activity penalties. Call
+            # the model, so that it holds those of the stored model.
+            self.model(self.data.x, training=False)
 
     def layer_parameters(self, parameters: list[Any]) -> list[tuple[Any, Any]]:
         """Each Dense layer's ``(kernel, bias)`` (bias None: none) from ``parameters`` shaped

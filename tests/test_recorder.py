@@ -281,9 +281,8 @@ def test_activity_regularisers_and_constraints_are_trained_as_keras_trains_them(
     import keras
     import tensorflow as tf
 
-    history = train(
-        constrained_net(), hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, engine=engine
-    )
+    trained = constrained_net()
+    history = train(trained, hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, engine=engine)
     model = constrained_net()
     optimizer = keras.optimizers.Adam(0.1)
     loss_fn = keras.losses.MeanSquaredError()
@@ -301,21 +300,27 @@ def test_activity_regularisers_and_constraints_are_trained_as_keras_trains_them(
     assert (history.filter(regex=r"^w\^1_").to_numpy()[1:] >= 0).all()  # NonNeg, after updates
     assert np.abs(history["b^2_1"].to_numpy()[1:]).max() <= 0.2 + 1e-7  # MaxNorm
     assert np.abs(history["b^2_1"].to_numpy()[1:]).max() > 0.19  # and it binds
+    # The trained model's model.losses holds its own activity penalty, as a call computes it.
+    after_training = [float(loss) for loss in trained.losses]
+    trained(x)
+    assert after_training == [float(loss) for loss in trained.losses]
 
 
 @pytest.mark.parametrize(
-    ("layer", "message"),
+    ("dense", "between", "message"),
     [
-        (dict(lora_rank=2), "LoRA-enabled or quantized"),
-        (dict(dtype="mixed_float16"), "computes in float16"),
+        (dict(lora_rank=2), None, "LoRA-enabled or quantized"),
+        (dict(dtype="mixed_float16"), None, "computes in float16"),
+        ({}, dict(rate=0.1, dtype="mixed_float16"), "'half_dropout' computes in float16"),
     ],
 )
-def test_dense_layers_the_recorder_cannot_reproduce_are_refused(hr_data, layer, message):
+def test_layers_the_recorder_cannot_reproduce_are_refused(hr_data, dense, between, message):
     import keras
 
-    model = keras.Sequential(
-        [keras.Input((1,)), keras.layers.Dense(4, "relu", **layer), keras.layers.Dense(1)]
-    )
+    layers = [keras.Input((1,)), keras.layers.Dense(4, "relu", **dense)]
+    if between is not None:
+        layers.append(keras.layers.Dropout(name="half_dropout", **between))
+    model = keras.Sequential([*layers, keras.layers.Dense(1)])
     with pytest.raises(ConfigError, match=message):
         train(model, hr_data.x, hr_data.y, learning_rate=0.1, epochs=2)
 
