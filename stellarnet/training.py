@@ -557,10 +557,10 @@ class Recorder:
     def signature(self) -> Hashable | None:
         """All that a compiled run's graph depends on besides its arguments (state and
         :attr:`data`): recorders with equal signatures share one traced graph
-        (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets,
-        or have constraints: the graph then calls Keras objects, whose settings and state
-        (e.g. dropout's seed) it captures."""
-        if self.use_tape or self.penalties or self.others or self.constraints:
+        (:func:`traced_epochs`). None (never shared) for nets that are not plain Dense nets
+        (:attr:`use_tape`: dropout, penalties, other layers) or have constraints: the graph
+        then calls Keras objects, whose settings and state (e.g. dropout's seed) it captures."""
+        if self.use_tape or self.constraints:
             return None
         data = (self.data.x, self.data.y, *self.data.validation)
         return (
