@@ -280,8 +280,13 @@ class Recorder:
         self.shuffle_seed = shuffle_seed
         self.parameters = dense_parameters(model)  # (layer, kind, variable), history order
         self.variables = [variable for _, _, variable in self.parameters]
-        if len(self.variables) != len(model.trainable_variables):
-            raise ConfigError("the recorder trains Dense layers only; the model has others")
+        trainable = [layer.name for layer in self.others if layer.trainable_weights]
+        if trainable or len(self.variables) != len(model.trainable_variables):
+            raise ConfigError(
+                f"the recorder trains Dense layers only, and {trainable or 'the model'} has "
+                "other trainable weights: freeze such layers (layer.trainable = False; a "
+                "frozen BatchNormalization applies its moving statistics) or remove them"
+            )
         # Each Dense layer's (kernel, bias) positions in the list of variables (bias: None).
         where = {(layer, kind): i for i, (layer, kind, _) in enumerate(self.parameters)}
         self.layer_positions = [

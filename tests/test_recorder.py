@@ -325,6 +325,48 @@ def test_layers_the_recorder_cannot_reproduce_are_refused(hr_data, dense, betwee
         train(model, hr_data.x, hr_data.y, learning_rate=0.1, epochs=2)
 
 
+def batch_normalised_net(trainable: bool):
+    """A 1-5-1 net with a BatchNormalization layer between its Dense layers, whose moving
+    statistics and scale are not the identity (so that a frozen layer changes the numbers)."""
+    import keras
+
+    keras.utils.set_random_seed(5)
+    norm = keras.layers.BatchNormalization(trainable=trainable)
+    model = keras.Sequential(
+        [keras.Input((1,)), keras.layers.Dense(5, "relu"), norm, keras.layers.Dense(1)]
+    )
+    norm.moving_mean.assign(np.linspace(-0.3, 0.4, 5, dtype=np.float32))
+    norm.moving_variance.assign(np.linspace(0.5, 2.0, 5, dtype=np.float32))
+    norm.gamma.assign(np.linspace(0.8, 1.3, 5, dtype=np.float32))
+    return model
+
+
+@pytest.mark.parametrize("engine", ["eager", "graph"])
+def test_a_frozen_batch_normalization_trains_as_keras_trains_it(hr_data, engine):
+    """Frozen, it applies its moving statistics: the numbers of a loop with Keras' Adam."""
+    import keras
+    import tensorflow as tf
+
+    trained = batch_normalised_net(trainable=False)
+    history = train(trained, hr_data.x, hr_data.y, learning_rate=0.05, epochs=25, engine=engine)
+    model = batch_normalised_net(trainable=False)
+    optimizer = keras.optimizers.Adam(0.05)
+    x, y = tf.constant(hr_data.x), tf.constant(hr_data.y)
+    for _ in range(25):
+        with tf.GradientTape() as tape:
+            loss = keras.losses.MeanSquaredError()(y, model(x, training=True))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+    for ours, keras_own in zip(trained.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), keras_own.numpy())  # moving stats too
+    assert history["loss"].iloc[-1] == float(loss)
+
+
+def test_layers_with_other_trainable_weights_are_refused(hr_data):
+    model = batch_normalised_net(trainable=True)
+    with pytest.raises(ConfigError, match=r"\['batch_normalization.*'\] has other trainable"):
+        train(model, hr_data.x, hr_data.y, learning_rate=0.1, epochs=2)
+
+
 def test_a_subclassed_model_is_refused_clearly(hr_data):
     import keras
 
