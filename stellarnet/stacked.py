@@ -200,13 +200,13 @@ class StackedRecorder:
 
     def frame(self, rows: list[np.ndarray], epoch_numbers: list[int]) -> pd.DataFrame:
         """The long history table: a ``member`` column (0..K-1), then a single run's columns."""
-        stacked = np.asarray(rows)  # [epochs, K, columns]
-        parts = []
-        for member in range(self.size):
-            part = history_frame(stacked[:, member], epoch_numbers, self.columns)
-            part.insert(0, "member", member)
-            parts.append(part)
-        return pd.concat(parts, ignore_index=True)
+        shape = (len(rows), self.size, len(self.columns) - 1)
+        by_member = np.asarray(rows, dtype=np.float64).reshape(shape).swapaxes(0, 1)
+        frame = history_frame(
+            by_member.reshape(-1, shape[2]), np.tile(epoch_numbers, self.size), self.columns
+        )
+        frame.insert(0, "member", np.repeat(np.arange(self.size), len(rows)))
+        return frame
 
     def final_layers(self) -> list[Layers]:
         """Each member's current (kernel, bias) arrays."""

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
@@ -172,7 +173,7 @@ def train_sweep(
             progress=progress,
             context=f"optimizer {spec.optimizer}, learning rates {rates}",
         )
-        long.insert(0, "lr", [rates[m] for m in long.pop("member")])
+        long.insert(0, "lr", np.asarray(rates)[long.pop("member").to_numpy()])
         return long
     parts = []
     for lr, layers in zip(rates, members, strict=True):

@@ -42,7 +42,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -877,9 +877,11 @@ def _progress_bar(total: int, enabled: bool) -> Any:
 
 
 def history_frame(
-    rows: Iterable[np.ndarray], epoch_numbers: Iterable[int], columns: list[str]
+    rows: Sequence[np.ndarray] | np.ndarray,
+    epoch_numbers: Sequence[int] | np.ndarray,
+    columns: list[str],
 ) -> pd.DataFrame:
     """The history table from record rows (float64 copies) and their epoch numbers."""
-    frame = pd.DataFrame(np.asarray(list(rows), dtype=np.float64), columns=columns[1:])
-    frame.insert(0, "epoch", np.asarray(list(epoch_numbers), dtype=np.int64))
+    frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=columns[1:])
+    frame.insert(0, "epoch", np.asarray(epoch_numbers, dtype=np.int64))
     return frame
