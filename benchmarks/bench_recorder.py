@@ -36,9 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from stellarnet import tfsettings
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As the stellarnet command runs TensorFlow (and for every timing below, the baselines too).
-os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+tfsettings.apply()
 
 IMPORT_TF = (
     "import time; t = time.perf_counter(); import tensorflow; print(time.perf_counter() - t)"
@@ -142,7 +144,8 @@ def main() -> None:
         ).stdout
     )
     print(f"TensorFlow import: {seconds:.2f} s (fresh process)")
-    print(f"TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, {os.cpu_count()} cores")
+    settings = ", ".join(f"{k}={v}" for k, v in tfsettings.current().items())
+    print(f"{settings}, {os.cpu_count()} cores")
 
     from stellarnet import training
     from stellarnet.catalogs import GAIA_DR2_HR, load_catalog

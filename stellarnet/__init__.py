@@ -1,7 +1,13 @@
 """stellarnet: small, fully inspectable Keras/TensorFlow experiments on stellar catalogs.
 
 Importing the package is cheap: TensorFlow is imported only by the modules that train
-(:mod:`stellarnet.models`, :mod:`stellarnet.training`) when they are first used.
+(:mod:`stellarnet.models`, :mod:`stellarnet.training`) when they are first used. Importing
+it sets ``TF_ENABLE_ONEDNN_OPTS=0`` unless you set it (:mod:`stellarnet.tfsettings`).
 """
 
+from . import tfsettings
+
 __version__ = "0.1.0"
+
+# Before TensorFlow starts, if it has not: no oneDNN kernels (see stellarnet.tfsettings).
+tfsettings.apply(tfsettings.NUMERICS, warn=False)

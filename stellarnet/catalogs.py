@@ -402,7 +402,8 @@ def load_catalog_file(path: str | Path, columns: Sequence[str]) -> Catalog:
         sha, provenance = verified_sha256(path)
     else:
         sha, provenance = sha256_file(path), {}
-    log.info("loaded %s: %d rows (user catalog)", path, len(frame))
+    shipped = path.resolve().parent == CATALOG_DIR
+    log.info("loaded %s: %d rows (%s)", path, len(frame), "shipped" if shipped else "your file")
     return Catalog(frame, path, sha, "file", provenance)
 
 

@@ -291,8 +291,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"  lr={row['lr']:g}: loss {row['loss_first']:.6g} -> {row['loss_last']:.6g} ({trend})"
         )
     print(
-        f"  wrote {result.folder}/ (history.parquet with an lr column, run.json, loss.png, "
-        "lr=<rate>/ per rate)"
+        f"  wrote {result.folder}/ (history.parquet and history.csv with an lr column, run.json, "
+        "loss.png, loss.pdf, lr=<rate>/ per rate)"
     )
     return 0
 
@@ -427,10 +427,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
-    # One thread per op: these nets' ops are too small to split, and the stacked sweeps run
-    # their member groups side by side instead (stellarnet.stacked). Set it to override.
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    from . import tfsettings
     from .errors import StellarnetError
+
+    tfsettings.apply()  # one thread per op, no oneDNN: see stellarnet.tfsettings
 
     try:
         return args.handler(args)

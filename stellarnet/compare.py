@@ -314,7 +314,7 @@ def run_compare(
         write_comparison(
             staging, table, predictions_frame(dataset.y_test, predictions, spread), record
         )
-    log.info("wrote %s", folder)
+    log.debug("wrote %s", folder)  # the CLI prints it with the file list
     return RunResult(folder, history, record)
 
 

@@ -64,13 +64,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+HR_COLUMNS = ("Lum", "Teff")
+"""Input and target columns of an HR-relation experiment: only those get the HR diagram."""
 COLOR_COLUMN = "BP-RP"
 """Catalog column that colours the HR diagram's points, when the catalog has it."""
 CROWDED = 1000
 """Above this many stars the HR diagram shades the point density beneath the points."""
 CURVE_POINTS = 200
 MIN_BIN = 5
-"""Fewest stars in a luminosity bin for the residual figure to draw its median."""
+"""Fewest rows in an input bin for the residual figure to draw its median."""
 
 
 def _results(source: str | Path | SavedResults) -> SavedResults:
@@ -128,6 +130,12 @@ def loss_figure(run_folder: str | Path, name: str = "loss", log_scale: bool = Fa
 
 # ---------------------------------------------------------------------------------------
 # 2. the HR relation with the network's prediction
+
+
+def is_hr_relation(results: SavedResults) -> bool:
+    """Whether the experiment predicts Teff from Lum, so that its data form an HR diagram."""
+    columns = (*(spec.column for spec in results.features), results.target.column)
+    return columns == HR_COLUMNS
 
 
 def _check_single_feature(results: SavedResults, what: str) -> None:
@@ -280,8 +288,8 @@ def hr_figure(run_folder: str | Path, epoch: int | None = None) -> Path:
 def residuals(
     results: SavedResults, lr: float, epoch: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per training row: the input in catalog units (log10 L) and predicted - true target in
-    the target's log space (log10 Teff)."""
+    """Per training row: the input in catalog units (log10 L for the HR net) and predicted -
+    true target in the target's log space if it is logged (log10 Teff)."""
     dataset = results.dataset()
     feature, target = results.features[0], results.target
     yhat, _ = forward(
@@ -297,8 +305,8 @@ def residuals(
 
 
 def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 20) -> Figure:
-    """Predicted minus true log Teff vs log L, one panel per learning rate, with the binned
-    median and the RMS."""
+    """Predicted minus true target (in its log space if it is logged) vs the input in catalog
+    units, one panel per learning rate, with the binned median and the RMS."""
     _check_single_feature(results, "residuals")
     feature, target = results.features[0], results.target
     rates = results.learning_rates
@@ -323,7 +331,7 @@ def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 
             medians,
             color="tab:orange",
             linewidth=2,
-            label=f"median in bins of {MIN_BIN}+ stars",
+            label=f"median in bins of {MIN_BIN}+ rows",
         )
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         rms = float(np.sqrt(np.mean(resid**2)))
@@ -499,7 +507,8 @@ def regenerate(
             written.append(fit_figure(results.folder))
             written.append(loss_steps_figure(results.folder))
         if len(results.features) == 1 and results.layer_sizes[-1] == 1:
-            written.append(save_figure(plot_hr(results, epoch), results.folder, "hr"))
+            if is_hr_relation(results):
+                written.append(save_figure(plot_hr(results, epoch), results.folder, "hr"))
             written.append(save_figure(plot_residuals(results, epoch), results.folder, "residuals"))
         else:
             log.info("%s: more than one input column; no HR and residual figures", folder)

@@ -25,6 +25,13 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (reading it means setting it, so it is put back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
@@ -37,6 +44,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it 0600: give it open()'s mode
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -77,6 +85,7 @@ def staged_folder(final: str | Path, ready: Callable[[], None] = lambda: None) -
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700: give it mkdir()'s mode
     try:
         yield staging
         ready()

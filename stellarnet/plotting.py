@@ -9,6 +9,7 @@ make two renderings of the same data differ byte for byte.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,10 @@ LOSS_LABELS = {"mse": "mean squared error", "half_mse": "half mean squared error
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 """Metadata matplotlib would otherwise stamp into each file (version, date)."""
+
+# Subsetting a font for a PDF, fontTools reads font files whose 'head' table has zero time
+# stamps and warns about each ("'created' timestamp seems very low"): harmless, and noise.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 
 def lr_color(position: int) -> str:

@@ -30,7 +30,7 @@ FIGURES = (
         "The catalog as an HR diagram (log L vs log Teff, Teff decreasing to the right, "
         "colour BP-RP) with the trained network's prediction.",
     ),
-    ("residuals", "Predicted minus true log Teff vs log L, with the binned median."),
+    ("residuals", "Predicted minus true target vs the input, with the binned median."),
     (
         "landscape",
         "Loss on the plane of the two principal directions of the training path "

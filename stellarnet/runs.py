@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, tfsettings
 from .catalogs import PROJECT_ROOT, Catalog, load_catalog, load_catalog_file
 from .config import ExperimentConfig
 from .datasets import Dataset, make_dataset
@@ -185,6 +185,7 @@ def run_record(
         "loss_last": float(history["loss"].iloc[-1]),
         "wall_time_s": round(wall_time, 3),
         "versions": library_versions(),
+        "tensorflow_settings": tfsettings.current(),
     }
 
 
@@ -293,5 +294,5 @@ def run_experiment(
         record["test_metrics"] = regression_metrics(dataset.y_test, predicted)
     with staged_folder(folder, ready=lambda: check_not_exists(folder, force)) as staging:
         write_run_files(staging, history, record)
-    log.info("wrote %s", folder)
+    log.debug("wrote %s", folder)  # the CLI prints it with the file list
     return RunResult(folder, history, record)

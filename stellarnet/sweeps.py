@@ -235,7 +235,7 @@ def run_sweep(
                 "jit_compile": jit_compile,
             }
             write_run_files(staging / f"lr={rate_label(lr)}", history, sub_record)
-    log.info("wrote %s", folder)
+    log.debug("wrote %s", folder)  # the CLI prints it with the file list
     return RunResult(folder, long, record)
 
 

@@ -250,7 +250,9 @@ class Recorder:
 
         from .backprop import activation_name
         from .models import dense_parameters
+        from .tfsettings import check_onednn
 
+        check_onednn()
         self.model = model
         self.layers = chain_of_layers(model)
         self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import stat
 
 import numpy as np
 import pandas as pd
@@ -185,3 +187,18 @@ def test_cli_experiment_end_to_end(snapshot_copy, results_dir, capsys, restore_c
     (folder / "notes.txt").write_text("from the old run")
     assert main([*argv, "--force"]) == 0
     assert {p.name for p in folder.iterdir()} == RUN_FILES
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_results_get_the_modes_the_umask_gives(tmp_path, umask):
+    """Atomic writes go through mkstemp/mkdtemp (0600/0700); the results must not stay private."""
+    from stellarnet.files import staged_folder, write_json
+
+    previous = os.umask(umask)
+    try:
+        with staged_folder(tmp_path / "run") as staging:
+            write_json(staging / "run.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "run").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "run" / "run.json").stat().st_mode) == 0o666 & ~umask

@@ -377,7 +377,8 @@ def test_sweep_report_links_each_runs_figures(experiment_dir, tmp_path):
 
 
 def test_untransformed_single_feature_runs_get_the_fit_figures(tmp_path):
-    """The galaxy sizes (no transforms): `figures` adds the data-and-fit and loss-vs-step plots."""
+    """The galaxy sizes (no transforms): `figures` adds the data-and-fit and loss-vs-step plots,
+    and draws residuals but no HR diagram (its columns are radii, not Lum and Teff)."""
     from stellarnet.config import load_experiment
     from stellarnet.figures import regenerate
     from stellarnet.sweeps import run_sweep
@@ -385,4 +386,5 @@ def test_untransformed_single_feature_runs_get_the_fit_figures(tmp_path):
     config = load_experiment("galaxy_sizes").with_overrides(epochs=2)
     folder = run_sweep(config, [0.1, 0.6], tmp_path).folder
     names = {path.name for path in regenerate(folder, grid=5)}
-    assert {"fit.png", "loss_steps.png"} <= names
+    assert {"fit.png", "loss_steps.png", "residuals.png"} <= names
+    assert "hr.png" not in names and not (folder / "hr.png").exists()
