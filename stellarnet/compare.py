@@ -58,6 +58,7 @@ from .metrics import regression_metrics
 from .runs import (
     RunResult,
     check_not_exists,
+    check_replace,
     config_origin,
     load_data,
     run_record,
@@ -307,7 +308,7 @@ def run_compare(
             "committee": members.summary() if members is not None else None,
         }
     }
-    with staged_folder(folder, ready=lambda: check_not_exists(folder, force)) as staging:
+    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
         write_run_files(staging / "network", history, network_record)
         if members is not None:
             save_history(members.history, staging / "committee")

@@ -152,6 +152,13 @@ def check_not_exists(folder: Path, force: bool) -> None:
         )
 
 
+def check_replace(folder: Path, force: bool) -> None:
+    """The last check before new results are swapped in: refuse, or say what is replaced."""
+    check_not_exists(folder, force)
+    if folder.exists() and any(folder.iterdir()):
+        log.info("replacing the earlier results in %s (--force)", folder)
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the project if it lies inside it, else absolute."""
     path = Path(path).resolve()
@@ -292,7 +299,7 @@ def run_experiment(
     if len(dataset.y_test):
         predicted = model(dataset.x_test, training=False).numpy()
         record["test_metrics"] = regression_metrics(dataset.y_test, predicted)
-    with staged_folder(folder, ready=lambda: check_not_exists(folder, force)) as staging:
+    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
         write_run_files(staging, history, record)
     log.debug("wrote %s", folder)  # the CLI prints it with the file list
     return RunResult(folder, history, record)

@@ -42,6 +42,7 @@ from .params import Layers
 from .runs import (
     RunResult,
     check_not_exists,
+    check_replace,
     load_data,
     rate_label,
     run_record,
@@ -225,7 +226,7 @@ def run_sweep(
             rate_label(lr): float(long.loc[long["lr"] == lr, "loss"].iloc[-1]) for lr in rates
         },
     }
-    with staged_folder(folder, ready=lambda: check_not_exists(folder, force)) as staging:
+    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
         write_run_files(staging, long, record)
         for lr in rates:
             one = config.with_overrides(learning_rate=lr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import stat
@@ -119,12 +120,14 @@ def test_second_run_without_force_is_refused_before_training(hr_config, results_
     assert state(folder) == before
 
 
-def test_force_replaces_the_run(hr_config, results_dir):
+def test_force_replaces_the_run_and_says_so(hr_config, results_dir, caplog):
     first = run_experiment(hr_config.with_overrides(learning_rate=0.3, epochs=1), results_dir)
     (first.folder / "notes.txt").write_text("from the old run")
-    second = run_experiment(
-        hr_config.with_overrides(learning_rate=0.3, epochs=2), results_dir, force=True
-    )
+    with caplog.at_level(logging.INFO, logger="stellarnet"):
+        second = run_experiment(
+            hr_config.with_overrides(learning_rate=0.3, epochs=2), results_dir, force=True
+        )
+    assert f"replacing the earlier results in {first.folder}" in caplog.text
     assert second.folder == first.folder
     assert {p.name for p in second.folder.iterdir()} == RUN_FILES
     assert load_history(second.folder)["epoch"].tolist() == [0, 1, 2]
