@@ -65,9 +65,9 @@ def check_onednn() -> None:
     if onednn_enabled():
         log.warning(
             "TensorFlow runs its oneDNN kernels (TF_ENABLE_ONEDNN_OPTS=%s): traced runs match "
-            "the eager loop, and stacked sweeps their separate runs, only to about 1e-6, not bit "
-            "for bit. Import stellarnet before TensorFlow, or set TF_ENABLE_ONEDNN_OPTS=0 "
-            "before it starts, to turn them off.",
+            "the eager loop, and stacked sweeps their separate runs, only to about 1e-6 "
+            "(absolute), not bit for bit. Import stellarnet before TensorFlow, or set "
+            "TF_ENABLE_ONEDNN_OPTS=0 before it starts, to turn them off.",
             os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset"),
         )
 
