@@ -232,6 +232,13 @@ class Recorder:
         (:mod:`stellarnet.backprop`), the same numbers with a smaller graph.
     """
 
+    executor = "SINGLE_THREADED_EXECUTOR"
+    """TensorFlow executor of the traced epochs. A single net's epoch is a chain of small ops
+    with nothing to run side by side; TensorFlow's single-threaded executor runs it without
+    handing ops between threads. Measured on the HR net (2 cores, 2000 epochs, best of 5):
+    a first run 0.28 s instead of 0.31 s, a repeat run 0.23 s instead of 0.26 s, steady
+    epochs 0.069 instead of 0.09 ms; the numbers are the same, bit for bit."""
+
     def __init__(
         self,
         model: keras.Model,
@@ -834,7 +841,12 @@ def _graph_chunks(
     state, its number of epochs, and the numbers and rows of its recorded epochs."""
     import tensorflow as tf
 
-    run = traced_epochs(recorder, state, record_every, jit_compile)
+    # Traced under the executor it runs on: for the single-threaded one, TensorFlow keeps the
+    # loop a functional While op (the default executor gets it lowered to low-level control
+    # flow, which the single-threaded one refuses, as it refuses XLA's graphs).
+    executor = "" if jit_compile else recorder.executor
+    with tf.experimental.function_executor_type(executor):
+        run = traced_epochs(recorder, state, record_every, jit_compile)
     done, chunk = 0, record_every * max(1, 64 // record_every)
     if jit_compile:  # fixed-size chunks: one XLA compilation for the whole run
         chunk = record_every * xla_chunk_rows(record_every)
@@ -843,7 +855,8 @@ def _graph_chunks(
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
-        state, block = run(state, recorder.data, *chunk_args)
+        with tf.experimental.function_executor_type(executor):
+            state, block = run(state, recorder.data, *chunk_args)
         block = block.numpy()[:n_rows]
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
