@@ -17,7 +17,7 @@ log = logging.getLogger("stellarnet")
 JIT_HELP = (
     "compile the epochs with XLA: other rounding and other dropout masks (recorded in "
     "run.json); full batch only. Measured on 2 cores for the HR net: about 4x faster epochs "
-    "for a single run after about 0.6 s of compiling (bigger nets compile longer), no gain "
+    "for a single run after about 0.5 s of compiling (bigger nets compile longer), no gain "
     "for stacked sweeps"
 )
 
