@@ -144,9 +144,14 @@ def check_batch_size(config: ExperimentConfig, dataset: Dataset) -> None:
         )
 
 
+def holds_results(folder: Path) -> bool:
+    """Whether ``folder`` exists and holds any file."""
+    return folder.exists() and any(folder.iterdir())
+
+
 def check_not_exists(folder: Path, force: bool) -> None:
     """Raise ResultsExist if ``folder`` holds files and ``force`` is False."""
-    if folder.exists() and any(folder.iterdir()) and not force:
+    if holds_results(folder) and not force:
         raise ResultsExist(
             f"{folder} already holds a run; pass --force to replace it, or move it away first"
         )
@@ -155,7 +160,7 @@ def check_not_exists(folder: Path, force: bool) -> None:
 def check_replace(folder: Path, force: bool) -> None:
     """The last check before new results are swapped in: refuse, or say what is replaced."""
     check_not_exists(folder, force)
-    if folder.exists() and any(folder.iterdir()):
+    if holds_results(folder):
         log.info("replacing the earlier results in %s (--force)", folder)
 
 
