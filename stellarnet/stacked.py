@@ -107,9 +107,6 @@ class StackedRecorder:
     ) -> None:
         import tensorflow as tf
 
-        from .tfsettings import check_onednn
-
-        check_onednn()
         if len(members) != len(learning_rates) or not members:
             raise ConfigError(
                 f"{len(members)} member(s) but {len(learning_rates)} learning rate(s)"

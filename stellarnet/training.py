@@ -51,6 +51,7 @@ import pandas as pd
 from .errors import ConfigError, TrainingDiverged
 from .history import PARAMETER_KINDS, column_name
 from .optimizers import Optimizer
+from .tfsettings import check_onednn
 
 if TYPE_CHECKING:
     import keras
@@ -257,9 +258,7 @@ class Recorder:
 
         from .backprop import activation_name
         from .models import dense_parameters
-        from .tfsettings import check_onednn
 
-        check_onednn()
         self.model = model
         self.layers = chain_of_layers(model)
         self.dense = [layer for layer in self.layers if isinstance(layer, keras.layers.Dense)]
@@ -790,6 +789,7 @@ def run_epochs(
         )
     if engine == "auto":
         engine = "graph" if epochs >= GRAPH_MIN_EPOCHS or jit_compile else "eager"
+    check_onednn()
     rows: list[np.ndarray] = []
     epoch_numbers: list[int] = []
 

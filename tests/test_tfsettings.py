@@ -61,11 +61,11 @@ import numpy as np
 import tensorflow  # before stellarnet, with TF_ENABLE_ONEDNN_OPTS=1: oneDNN stays on
 from stellarnet.models import HR_NET, build_model
 from stellarnet.tfsettings import current
-from stellarnet.training import Recorder
+from stellarnet.training import Recorder, run_epochs
 
 logging.basicConfig()
 x = np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1)  # SYNTHETIC
-Recorder(build_model(HR_NET), x, x, "adam", 0.1)
+run_epochs(Recorder(build_model(HR_NET), x, x, "adam", 0.1), 1)
 print(current()["onednn"])
 """
     done = python(code, TF_ENABLE_ONEDNN_OPTS="1")
