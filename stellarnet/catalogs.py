@@ -402,8 +402,9 @@ def load_catalog_file(path: str | Path, columns: Sequence[str]) -> Catalog:
         sha, provenance = verified_sha256(path)
     else:
         sha, provenance = sha256_file(path), {}
-    shipped = path.resolve().parent == CATALOG_DIR
-    log.info("loaded %s: %d rows (%s)", path, len(frame), "shipped" if shipped else "your file")
+    # catalogs/ holds the shipped files and the VizieR caches; anything else is the user's
+    where = "catalogs/" if path.resolve().parent == CATALOG_DIR else "your file"
+    log.info("loaded %s: %d rows (%s)", path, len(frame), where)
     return Catalog(frame, path, sha, "file", provenance)
 
 
