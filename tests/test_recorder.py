@@ -9,7 +9,7 @@ import pytest
 from stellarnet.catalogs import load_catalog
 from stellarnet.config import load_experiment
 from stellarnet.datasets import make_dataset
-from stellarnet.errors import ConfigError
+from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.models import HR_NET, ModelSpec, build_model, model_layers
 from stellarnet.training import Recorder, compile_epochs, run_epochs, train
 
@@ -23,6 +23,28 @@ def hr_data():
 
 def as_array(frame: pd.DataFrame) -> np.ndarray:
     return frame.to_numpy(dtype=np.float64)
+
+
+def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
+    """A single run's graph runs on the single-threaded executor, without grappler's rewrites,
+    for its own calls only: the session's other functions keep TensorFlow's defaults."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    from stellarnet.training import _call_options
+
+    def options() -> tuple[str, bytes]:
+        current = context.context().function_call_options
+        return current.executor_type, current.config_proto_serialized
+
+    before = options()
+    with _call_options("SINGLE_THREADED_EXECUTOR", optimize=False):
+        executor, config = options()
+    rewrites = tf.compat.v1.ConfigProto.FromString(config).graph_options.rewrite_options
+    assert executor == "SINGLE_THREADED_EXECUTOR" and rewrites.disable_meta_optimizer
+    with pytest.raises(TrainingDiverged):
+        train(build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=1e9, epochs=40)
+    assert options() == before
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -520,7 +542,6 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
 
 
 def test_a_diverging_member_leaves_the_others_finite(hr_data):
-    from stellarnet.errors import TrainingDiverged
     from stellarnet.stacked import StackedRecorder
 
     members = [model_layers(build_model(HR_NET))] * 3
