@@ -884,18 +884,31 @@ def _graph_chunks(
 def _call_options(executor: str, optimize: bool) -> Iterator[None]:
     """In this block, on this thread, traced functions run on TensorFlow's ``executor``
     (``""``: the default one) and, unless ``optimize``, without grappler's rewrites of their
-    graph (made at a function's first call). The second goes through the options
-    ``tf.experimental.function_executor_type`` sets, which TensorFlow does not export."""
+    graph (made at a function's first call)."""
     import tensorflow as tf
-    from tensorflow.python.eager import context
 
     with tf.experimental.function_executor_type(executor):  # restores all options on exit
         if not optimize:
-            options = context.context().function_call_options
-            config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
-            config.graph_options.rewrite_options.disable_meta_optimizer = True
-            options.config_proto_serialized = config
+            _skip_grappler()
         yield
+
+
+def _skip_grappler() -> None:
+    """Turn grappler off in this thread's options for calls of traced functions: the options
+    ``tf.experimental.function_executor_type`` sets, which TensorFlow exports no other way to
+    change. Only speed depends on it: without that private module, grappler stays on."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.eager import context
+
+        options = context.context().function_call_options
+        config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
+    except (ImportError, AttributeError, TypeError) as error:
+        log.debug("grappler stays on: %s", error)
+        return
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    options.config_proto_serialized = config
 
 
 class _NoProgressBar:

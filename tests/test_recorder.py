@@ -47,6 +47,18 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
     assert options() == before
 
 
+def test_without_tensorflows_private_call_options_grappler_stays_on(hr_data, monkeypatch, caplog):
+    import tensorflow as tf
+
+    kwargs = dict(learning_rate=0.1, epochs=25, engine="graph")
+    expected = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
+    monkeypatch.setattr(tf.compat.v1, "ConfigProto", None)  # the options cannot be read
+    with caplog.at_level("DEBUG", logger="stellarnet.training"):
+        history = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
+    assert "grappler stays on" in caplog.text
+    pd.testing.assert_frame_equal(history, expected, check_exact=True)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_graph_engine_equals_eager_bit_for_bit(hr_data, optimizer):
     kwargs = dict(learning_rate=0.3, epochs=12, optimizer=optimizer)
