@@ -363,6 +363,11 @@ class Recorder:
             *(activations if self.record_activations else []),
         ]
 
+    @staticmethod
+    def host_rows(block: np.ndarray) -> np.ndarray:
+        """Record rows as the graph returns them are history rows already."""
+        return block
+
     def frame(self, rows: list[np.ndarray], epoch_numbers: list[int]) -> pd.DataFrame:
         """The history table of these rows."""
         return history_frame(rows, epoch_numbers, self.columns)
@@ -779,9 +784,10 @@ def run_epochs(
     """Run ``epochs`` epochs of ``recorder`` and collect its record rows.
 
     ``recorder`` is a :class:`Recorder` or anything with the same ``state()``,
-    ``initial()``, ``advance()``, ``store()``, ``data``, ``row_shape``, ``columns`` and
-    ``frame()`` (e.g. the stacked recorder of :mod:`stellarnet.stacked`, whose rows carry a
-    leading member axis). The model's variables end at the last state reached.
+    ``initial()``, ``advance()``, ``store()``, ``data``, ``row_shape``, ``host_rows()``,
+    ``columns`` and ``frame()`` (e.g. the stacked recorder of :mod:`stellarnet.stacked`,
+    whose history rows carry a leading member axis). The model's variables end at the last
+    state reached.
 
     Returns the rows (row 0 first) and their epoch numbers. Raises TrainingDiverged at the
     first recorded epoch whose output or loss is not finite.
@@ -822,16 +828,16 @@ def run_epochs(
 
     state = recorder.state()
     # Row 0, eagerly: about 3 ms, less than tracing it into the graph costs.
-    rows.append(recorder.initial(state, recorder.data).numpy())
+    rows.extend(recorder.host_rows(recorder.initial(state, recorder.data).numpy()[None]))
     epoch_numbers.append(0)
     try:
         with _progress_bar(epochs, progress) as bar:
             if engine == "eager":
                 for epoch in range(1, epochs + 1):
                     state, row = recorder.advance(state, recorder.data)
-                    row = row.numpy()
-                    if epoch % record_every == 0 or not np.all(np.isfinite(row[..., :2])):
-                        keep([epoch], row[None])
+                    block = recorder.host_rows(row.numpy()[None])
+                    if epoch % record_every == 0 or not np.all(np.isfinite(block[..., :2])):
+                        keep([epoch], block)
                     bar.update(1)
             else:
                 chunks = _graph_chunks(recorder, state, epochs, record_every, jit_compile)
@@ -868,7 +874,7 @@ def _graph_chunks(
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
         with _call_options(executor, optimize):
             state, block = run(state, recorder.data, *chunk_args)
-        block = block.numpy()[:n_rows]
+        block = recorder.host_rows(block.numpy()[:n_rows])
         elapsed = time.perf_counter() - started
         recorded = [e for e in range(done + 1, done + count + 1) if e % record_every == 0]
         yield state, count, recorded, block

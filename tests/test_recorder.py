@@ -619,6 +619,43 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
         pd.testing.assert_frame_equal(mine, alone, check_exact=True)
 
 
+@pytest.mark.parametrize("hidden", [(6,), (4, 3)])
+@pytest.mark.parametrize(
+    "record", [("kernels",), ("biases", "gradients", "activations"), ("gradients",)]
+)
+def test_stacked_record_subsets_and_final_layers_match_separate_runs(hr_data, hidden, record):
+    """The graph's flat record row maps back to each member's own columns, whatever is
+    recorded, in both formulations (wide: 1-6-1; batched: 1-4-3-1), over uneven groups."""
+    from stellarnet.stacked import StackedRecorder
+
+    specs = [ModelSpec(hidden=hidden, seed=s) for s in (1, 2, 3)]
+    rates = [0.05, 0.1, 0.02]
+    members = [model_layers(build_model(spec)) for spec in specs]
+    recorder = StackedRecorder(members, hr_data.x, hr_data.y, rates, record=record, groups=2)
+    assert recorder.is_wide == (hidden == (6,))
+    rows, epochs = run_epochs(recorder, 12, engine="graph", record_every=3)
+    stacked = recorder.frame(rows, epochs)
+    for k, (spec, rate) in enumerate(zip(specs, rates, strict=True)):
+        model = build_model(spec)
+        alone = train(
+            model,
+            hr_data.x,
+            hr_data.y,
+            learning_rate=rate,
+            epochs=12,
+            record=record,
+            record_every=3,
+        )
+        mine = stacked[stacked["member"] == k].drop(columns="member").reset_index(drop=True)
+        assert list(mine.columns) == list(alone.columns)
+        np.testing.assert_allclose(as_array(mine), as_array(alone), rtol=1e-5, atol=1e-7)
+        for (kernel, bias), layer in zip(
+            recorder.final_layers()[k], model_layers(model), strict=True
+        ):
+            np.testing.assert_allclose(kernel, layer[0], rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(bias, layer[1], rtol=1e-5, atol=1e-7)
+
+
 def test_stacked_groups_must_fit_the_members(hr_data):
     from stellarnet.stacked import StackedRecorder
 
