@@ -274,11 +274,7 @@ class StackedRecorder:
     def frame(self, rows: list[np.ndarray], epoch_numbers: list[int]) -> pd.DataFrame:
         """The long history table: a ``member`` column (0..K-1), then a single run's columns,
         from history rows (:meth:`host_rows`)."""
-        shape = (len(rows), self.size, len(self.columns) - 1)
-        by_member = np.asarray(rows, dtype=np.float64).reshape(shape).swapaxes(0, 1)
-        frame = history_frame(
-            by_member.reshape(-1, shape[2]), np.tile(epoch_numbers, self.size), self.columns
-        )
+        frame = history_frame(rows, np.tile(epoch_numbers, self.size), self.columns)
         frame.insert(0, "member", np.repeat(np.arange(self.size), len(rows)))
         return frame
 

@@ -944,7 +944,17 @@ def history_frame(
     epoch_numbers: Sequence[int] | np.ndarray,
     columns: list[str],
 ) -> pd.DataFrame:
-    """The history table from record rows (float64 copies) and their epoch numbers."""
-    frame = pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=columns[1:])
+    """The history table from record rows ``[n, columns - 1]`` (or ``[n, K, columns - 1]``:
+    K members' rows, member after member) and their epoch numbers.
+
+    The values are copied to float64 once, column by column as pandas keeps a frame's values,
+    and pandas takes that copy as it is: a long run's history is the largest array training
+    makes (for 32 stacked members, two more copies cost 50-150 ms).
+    """
+    values = np.asarray(rows)
+    values = values.reshape(len(values), -1, len(columns) - 1)  # [n, members, columns - 1]
+    by_column = np.empty((values.shape[2], values.shape[1] * values.shape[0]))
+    by_column.reshape(values.shape[::-1])[...] = values.T
+    frame = pd.DataFrame(by_column.T, columns=columns[1:], copy=False)
     frame.insert(0, "epoch", np.asarray(epoch_numbers, dtype=np.int64))
     return frame
