@@ -656,6 +656,21 @@ def test_stacked_record_subsets_and_final_layers_match_separate_runs(hr_data, hi
             np.testing.assert_allclose(bias, layer[1], rtol=1e-5, atol=1e-7)
 
 
+def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
+    from stellarnet.stacked import GROUP_BYTES, default_groups
+
+    hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog
+    expected = {1: 1, 3: 1, 4: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
+    assert {k: default_groups(k, hr, 2) for k in expected} == expected
+    assert default_groups(32, hr, 1) == 4  # one core: as few groups as the bound allows
+    assert default_groups(32, 100, 2) == 2  # small layers: one group per core
+    assert default_groups(3, GROUP_BYTES, 2) == 3  # never more groups than members
+    for k in range(1, 80):
+        count = default_groups(k, hr, 2)
+        assert 1 <= count <= k
+        assert count <= 2 or -(-k // count) * hr * 4 <= GROUP_BYTES
+
+
 def test_stacked_groups_must_fit_the_members(hr_data):
     from stellarnet.stacked import StackedRecorder
 
