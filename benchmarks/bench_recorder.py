@@ -126,7 +126,7 @@ def fixed_costs(spec, x, y) -> tuple[float, float, float]:
     recorder = Recorder(model, x, y, "adam", 0.1)
     run = compile_epochs(recorder, record_every=1)
     one = (recorder.state(), recorder.data, tf.constant(0), tf.constant(1), tf.constant(1))
-    with _call_options(recorder.executor, recorder.optimize_graph):  # as a run makes them
+    with _call_options(recorder.executor, recorder.grappler_iterations):  # as a run makes them
         run.get_concrete_function(*one)
         traced = time.perf_counter()
         run(*one)[1].numpy()

@@ -72,6 +72,9 @@ epochs. (A repeat run that reuses its graph would break even sooner; the thresho
 for the first.)"""
 CHUNK_SECONDS = 0.5
 """Target wall time of one graph call; the progress bar advances between calls."""
+GRAPPLER_DEFAULT = 2
+"""Rounds of grappler's passes TensorFlow makes over a function's graph by default (see
+:attr:`Recorder.grappler_iterations`)."""
 XLA_CHUNK_EPOCHS = 1024
 """Epochs per call with ``jit_compile=True`` (or ``record_every``, if more). XLA compiles for
 fixed shapes, so every call returns as many rows as a full chunk records (the last chunk's
@@ -241,9 +244,10 @@ class Recorder:
     a first run 0.28 s instead of 0.31 s, a repeat run 0.23 s instead of 0.26 s, steady
     epochs 0.069 instead of 0.09 ms; the numbers are the same, bit for bit."""
 
-    optimize_graph = False
-    """Whether TensorFlow's graph optimiser (grappler) rewrites the traced epochs at their
-    first call. On the single-threaded executor it gains nothing and costs 20-35 ms per run
+    grappler_iterations = 0
+    """How many times TensorFlow's graph optimiser (grappler) runs its passes over the traced
+    epochs at their first call (TensorFlow's default: :data:`GRAPPLER_DEFAULT`; 0: not at
+    all). On the single-threaded executor it gains nothing and costs 20-35 ms per run
     (seeding clears TensorFlow's caches, so repeat runs pay it again). Measured without it
     against with it (2 cores, 3 interleaved pairs, best of 5 each): HR net, 2000 epochs, a
     first run 0.210-0.219 s against 0.235-0.256 s, a repeat run 0.164-0.176 s against
@@ -861,8 +865,8 @@ def _graph_chunks(
     # loop a functional While op (the default executor gets it lowered to low-level control
     # flow, which the single-threaded one refuses, as it refuses XLA's graphs).
     executor = "" if jit_compile else recorder.executor
-    optimize = jit_compile or recorder.optimize_graph
-    with _call_options(executor, optimize):
+    iterations = GRAPPLER_DEFAULT if jit_compile else recorder.grappler_iterations
+    with _call_options(executor, iterations):
         run = traced_epochs(recorder, state, record_every, jit_compile)
     done, chunk = 0, record_every * max(1, 64 // record_every)
     if jit_compile:  # fixed-size chunks: one XLA compilation for the whole run
@@ -872,7 +876,7 @@ def _graph_chunks(
         n_rows = (done + count) // record_every - done // record_every
         started = time.perf_counter()
         chunk_args = (tf.constant(done), tf.constant(count), tf.constant(n_rows))
-        with _call_options(executor, optimize):
+        with _call_options(executor, iterations):
             state, block = run(state, recorder.data, *chunk_args)
         block = recorder.host_rows(block.numpy()[:n_rows])
         elapsed = time.perf_counter() - started
@@ -887,22 +891,23 @@ def _graph_chunks(
 
 
 @contextlib.contextmanager
-def _call_options(executor: str, optimize: bool) -> Iterator[None]:
+def _call_options(executor: str, grappler_iterations: int) -> Iterator[None]:
     """In this block, on this thread, traced functions run on TensorFlow's ``executor``
-    (``""``: the default one) and, unless ``optimize``, without grappler's rewrites of their
-    graph (made at a function's first call)."""
+    (``""``: the default one), and grappler rewrites their graph (at a function's first call)
+    in ``grappler_iterations`` rounds of its passes (0: not at all)."""
     import tensorflow as tf
 
     with tf.experimental.function_executor_type(executor):  # restores all options on exit
-        if not optimize:
-            _skip_grappler()
+        if grappler_iterations != GRAPPLER_DEFAULT:
+            _limit_grappler(grappler_iterations)
         yield
 
 
-def _skip_grappler() -> None:
-    """Turn grappler off in this thread's options for calls of traced functions: the options
-    ``tf.experimental.function_executor_type`` sets, which TensorFlow exports no other way to
-    change. Only speed depends on it: without that private module, grappler stays on."""
+def _limit_grappler(iterations: int) -> None:
+    """Set grappler's rounds (0: off) in this thread's options for calls of traced functions:
+    the options ``tf.experimental.function_executor_type`` sets, which TensorFlow exports no
+    other way to change. Only speed depends on it: without that private module, grappler
+    keeps its defaults."""
     import tensorflow as tf
 
     try:
@@ -911,9 +916,13 @@ def _skip_grappler() -> None:
         options = context.context().function_call_options
         config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
     except (ImportError, AttributeError, TypeError) as error:
-        log.debug("grappler stays on: %s", error)
+        log.debug("grappler keeps its defaults: %s", error)
         return
-    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    rewrites = config.graph_options.rewrite_options
+    if iterations:
+        rewrites.meta_optimizer_iterations = iterations  # the enum's ONE and TWO are 1 and 2
+    else:
+        rewrites.disable_meta_optimizer = True
     options.config_proto_serialized = config
 
 

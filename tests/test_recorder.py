@@ -38,16 +38,21 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
         return current.executor_type, current.config_proto_serialized
 
     before = options()
-    with _call_options("SINGLE_THREADED_EXECUTOR", optimize=False):
+    with _call_options("SINGLE_THREADED_EXECUTOR", grappler_iterations=0):
         executor, config = options()
     rewrites = tf.compat.v1.ConfigProto.FromString(config).graph_options.rewrite_options
     assert executor == "SINGLE_THREADED_EXECUTOR" and rewrites.disable_meta_optimizer
+    with _call_options("", grappler_iterations=1):  # as a stacked sweep's graph
+        executor, config = options()
+    rewrites = tf.compat.v1.ConfigProto.FromString(config).graph_options.rewrite_options
+    assert not rewrites.disable_meta_optimizer
+    assert rewrites.meta_optimizer_iterations == rewrites.ONE
     with pytest.raises(TrainingDiverged):
         train(build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=1e9, epochs=40)
     assert options() == before
 
 
-def test_without_tensorflows_private_call_options_grappler_stays_on(hr_data, monkeypatch, caplog):
+def test_without_private_call_options_grappler_keeps_its_defaults(hr_data, monkeypatch, caplog):
     import tensorflow as tf
 
     kwargs = dict(learning_rate=0.1, epochs=25, engine="graph")
@@ -55,7 +60,7 @@ def test_without_tensorflows_private_call_options_grappler_stays_on(hr_data, mon
     monkeypatch.setattr(tf.compat.v1, "ConfigProto", None)  # the options cannot be read
     with caplog.at_level("DEBUG", logger="stellarnet.training"):
         history = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
-    assert "grappler stays on" in caplog.text
+    assert "grappler keeps its defaults" in caplog.text
     pd.testing.assert_frame_equal(history, expected, check_exact=True)
 
 
