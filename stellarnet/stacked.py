@@ -34,7 +34,8 @@ nets)
 The members are split into ``groups`` of independent sub-graphs, which TensorFlow's executor
 runs side by side, one per core: with one thread per op (``TF_NUM_INTRAOP_THREADS=1``, which
 the ``stellarnet`` command sets) this is the fastest way to use two cores for these small ops,
-once there are more than :data:`MEMBERS_PER_GROUP` members. Groups whose hidden layer outgrows
+even for two members (2000 epochs: 0.35-0.38 s in two groups, 0.38-0.42 s in one; three
+members 0.40-0.50 s against 0.47-0.56 s). Groups whose hidden layer outgrows
 :data:`GROUP_BYTES` are split further (:func:`default_groups`). Each group also updates its own
 parameters (Adam, or SGD, on its slice), so the groups share no op in an epoch and one may run
 an epoch or two ahead of another: 8 members took 158-171 us per epoch at steady state instead
@@ -59,29 +60,21 @@ from .optimizers import Optimizer
 from .params import Layers
 from .training import DEFAULT_RECORD, history_frame
 
-MEMBERS_PER_GROUP = 3
-"""Members per independent sub-graph by default. Measured on 2 cores (1-6-1 net, 2000 epochs,
-end to end, best of 3, oneDNN off): 2 members in one group 0.50 s, in two 0.56 s; 4 members
-0.63 s against 0.57 s; 8 members 0.78 s against 0.69 s. (On an AMD machine, earlier, 8
-members were about as fast in one group as in two.)"""
-
-
 GROUP_BYTES = 512 * 1024
 """Largest hidden-layer array (``[n, width * k]`` float32) of a group by default, a quarter of
 a core's 2 MiB L2 cache: a group's epoch works through about four arrays of that size at once.
 For the HR net on the 2242-row catalog that is 9 members. Measured (2000 epochs, end to end,
-4 runs each, 2 cores): 32 members in 2 groups of 16 1.54-1.73 s, in 4 groups of 8 1.34-1.44 s;
-48 members in 4 groups 2.07-2.33 s, in 6 groups 1.78-2.12 s; 64 members in 6 groups
-3.13-3.53 s, in 8 groups 2.50-2.90 s. Below the bound more groups only cost more ops:
-12 members in 2 groups 0.77-0.86 s, in 4 groups 0.87-0.95 s. (The bound splits 24 members
-into 4 groups of 6: 1.34-1.41 s, against 1.21-1.35 s in 2 groups of 12.)"""
+4 runs each, 2 cores): 32 members in 2 groups 1.19-1.35 s, in 4 groups 1.13-1.30 s, in 8
+groups 1.48-1.64 s; 48 members in 4 groups 1.63-1.85 s, in 6 groups 1.48-1.76 s; 64 members
+in 6 groups 2.38-2.92 s, in 8 groups 1.86-2.25 s. The bound costs 24 members about 5%: 4
+groups of 6 took 1.13-1.31 s, 2 groups of 12 1.08-1.17 s."""
 
 
 def default_groups(members: int, member_floats: int, cores: int) -> int:
     """The default number of groups of ``members`` members whose widest hidden layer holds
-    ``member_floats`` values each: one per :data:`MEMBERS_PER_GROUP` members, at most one
-    per core; then, while a group's layer exceeds :data:`GROUP_BYTES`, one more per core."""
-    count = min(math.ceil(members / MEMBERS_PER_GROUP), cores)
+    ``member_floats`` values each: one per core (or per member, if fewer); then, while a
+    group's layer exceeds :data:`GROUP_BYTES`, one more per core."""
+    count = min(members, cores)
     while count < members and math.ceil(members / count) * member_floats * 4 > GROUP_BYTES:
         count += cores
     return min(count, members)
@@ -114,7 +107,7 @@ class StackedRecorder:
     groups : int, optional
         Number of independent sub-graphs the members are split into (contiguous, sizes
         differing by at most one). Default: :func:`default_groups` (for the HR net on 2
-        cores: 1 group up to 3 members, 2 up to 18, 4 up to 36). The numbers do not depend
+        cores: 2 groups up to 18 members, 4 up to 36, 6 up to 54). The numbers do not depend
         on it.
     """
 

@@ -665,7 +665,7 @@ def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
     from stellarnet.stacked import GROUP_BYTES, default_groups
 
     hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog
-    expected = {1: 1, 3: 1, 4: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
+    expected = {1: 1, 2: 2, 3: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
     assert {k: default_groups(k, hr, 2) for k in expected} == expected
     assert default_groups(32, hr, 1) == 4  # one core: as few groups as the bound allows
     assert default_groups(32, 100, 2) == 2  # small layers: one group per core
