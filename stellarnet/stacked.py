@@ -446,31 +446,33 @@ class StackedRecorder:
 
     def row(
         self,
-        outputs: list[Any],
-        losses: list[Any],
-        grads: list[Any],
-        unit_means: list[Any],
-        theta: Any,
+        outputs: Sequence[Any],
+        losses: Sequence[Any],
+        grads: Sequence[Any],
+        unit_means: Sequence[Any],
+        thetas: Sequence[Any],
     ) -> Any:
-        """Every member's record as one flat float32 row, laid out as ``row_index`` says
-        (one concat: the groups' pieces go in as they are)."""
+        """Every member's record as one flat float32 row, laid out as ``row_index`` says,
+        from the groups' pieces (one concat, when everything is recorded)."""
         import tensorflow as tf
 
-        def recorded(values: Any) -> Any:
-            return values if self.record_all else tf.gather(values, self.recorded)
+        def recorded(pieces: list[Any]) -> list[Any]:
+            if self.record_all:
+                return list(pieces)
+            return [tf.gather(self.joined(pieces), self.recorded)]
 
-        parts = [*outputs, *losses, recorded(theta)]
+        parts = [*outputs, *losses, *recorded(thetas)]
         if "gradients" in self.record:
             if grads[0] is None:
                 parts.append(tf.fill([len(self.recorded)], np.float32(np.nan)))
             else:
-                parts.append(recorded(self.joined(grads)))
+                parts += recorded(grads)
         if "activations" in self.record:
             parts += [tf.reshape(means, [-1]) for means in unit_means]
         return tf.concat(parts, axis=0)
 
     @staticmethod
-    def joined(parts: list[Any]) -> Any:
+    def joined(parts: Sequence[Any]) -> Any:
         """The groups' flat pieces as one vector (graph order)."""
         import tensorflow as tf
 
@@ -490,13 +492,13 @@ class StackedRecorder:
     def store(self, state: tuple[Any, ...]) -> None:
         """Write ``state`` to the variables (:meth:`final_layers` reads them)."""
         iterations, *by_group = state
-        self.optimizer.store((iterations, *(self.joined(list(parts)) for parts in by_group)))
+        self.optimizer.store((iterations, *(self.joined(parts) for parts in by_group)))
 
     def initial(self, state: tuple[Any, ...], data: tuple = ()) -> Any:
         """The rows of ``state`` (row 0: the initial one), no gradients (NaN)."""
         thetas = state[1]
         outputs, losses, grads, unit_means = self.evaluate(thetas, gradients=False)
-        return self.row(outputs, losses, grads, unit_means, self.joined(list(thetas)))
+        return self.row(outputs, losses, grads, unit_means, thetas)
 
     def advance(self, state: tuple[Any, ...], data: tuple = ()) -> tuple[tuple[Any, ...], Any]:
         """One full-batch epoch of every member from ``state``: forward, loss, gradient,
@@ -514,9 +516,7 @@ class StackedRecorder:
             )
         ]
         outputs, losses, grads, unit_means, *new = zip(*results, strict=True)
-        state = (iterations + 1, *new)
-        theta = self.joined(list(new[0]))
-        return state, self.row(outputs, losses, [self.joined(list(grads))], unit_means, theta)
+        return (iterations + 1, *new), self.row(outputs, losses, grads, unit_means, new[0])
 
     def group_epoch(self, iterations: Any, weights: Any, rates: Any, *state: Any) -> tuple:
         """One epoch of one group from its ``state`` (parameters and moments, graph order):

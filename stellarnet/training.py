@@ -958,7 +958,7 @@ def history_frame(
 
     The values are copied to float64 once, column by column as pandas keeps a frame's values,
     and pandas takes that copy as it is: a long run's history is the largest array training
-    makes (for 32 stacked members, two more copies cost 50-150 ms).
+    makes (32 stacked members, 2001 rows: 21-31 ms, against 20-128 ms with two more copies).
     """
     values = np.asarray(rows)
     values = values.reshape(len(values), -1, len(columns) - 1)  # [n, members, columns - 1]
