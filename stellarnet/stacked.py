@@ -456,7 +456,7 @@ class StackedRecorder:
         from the groups' pieces (one concat, when everything is recorded)."""
         import tensorflow as tf
 
-        def recorded(pieces: list[Any]) -> list[Any]:
+        def recorded(pieces: Sequence[Any]) -> list[Any]:
             if self.record_all:
                 return list(pieces)
             return [tf.gather(self.joined(pieces), self.recorded)]
@@ -506,7 +506,7 @@ class StackedRecorder:
         recorder: ``data`` is empty.)"""
         import tensorflow as tf
 
-        traced = not tf.executing_eagerly()  # in a traced epoch (not row 0 or the eager engine)
+        traced = not tf.executing_eagerly()  # in a traced epoch, not the eager engine
         step = self.traced_step if traced else self.group_epoch
         iterations, *by_group = state
         results = [
