@@ -171,6 +171,7 @@ class StackedRecorder:
             and self.layer_sizes[0] == self.layer_sizes[-1] == 1
             and self.layer_sizes[1] < 8
         )
+        self.formulation = self.wide if self.is_wide else self.batched
         self.x = tf.constant(x, dtype=tf.float32)
         n = len(y)
         self.ones = tf.ones([n, 1])
@@ -187,27 +188,29 @@ class StackedRecorder:
             raise ConfigError(f"groups must be an integer from 1 to {self.size}, got {groups!r}")
         bounds = np.linspace(0, self.size, count + 1).round().astype(int)
         self.groups = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+        # Each group's share of the flat parameter vector.
+        self.group_sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
         # All parameters in one flat vector, in the order the graph reads them (graph_order),
         # so the optimizer and the record are a handful of ops whatever K and the depth.
         self.order = self.graph_order()
         self.theta = tf.Variable(by_member.ravel()[self.order].astype(np.float32))
-        # Each group's constants, sliced once: the loss of member k is
-        # sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn, with the targets once per member (no
-        # broadcasting), as [k, n] and as [n, k].
+        # The loss of member k is sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn: each group's
+        # weights, and the targets once per member (no broadcasting) for each group size, as
+        # [k, n] and as [n, k].
         weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-        targets = np.asarray(y, np.float32)[:, 0]
         self.group_weights = [tf.constant(weights[lo:hi]) for lo, hi in self.groups]
-        sizes = {hi - lo for lo, hi in self.groups}
-        self.targets = {k: tf.constant(np.tile(targets, (k, 1))) for k in sizes}  # by group size
-        self.targets_by_row = {k: tf.constant(t.numpy().T) for k, t in self.targets.items()}
+        targets = np.asarray(y, np.float32)[:, 0]
+        tiled = {hi - lo: np.tile(targets, (hi - lo, 1)) for lo, hi in self.groups}
+        self.targets = {k: tf.constant(t) for k, t in tiled.items()}
+        self.targets_by_row = {k: tf.constant(t.T) for k, t in tiled.items()}
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Each parameter's member's rate: Adam is elementwise, so each member's numbers are
         # those of a run alone.
         rates = np.repeat(np.asarray(learning_rates, np.float32), self.parameter_count)
         rates = rates[self.order]
         self.optimizer = Optimizer(optimizer, [self.theta], tf.constant(rates))
-        bounds = np.cumsum([(hi - lo) * self.parameter_count for lo, hi in self.groups])[:-1]
-        self.group_rates = [tf.constant(part) for part in np.split(rates, bounds)]
+        parts = np.split(rates, np.cumsum(self.group_sizes)[:-1])
+        self.group_rates = [tf.constant(part) for part in parts]
         self.record = record
         self.data = ()  # the inputs are constants of the graph (see Recorder.data)
         self._layout_rows()
@@ -428,9 +431,8 @@ class StackedRecorder:
         """Per group: the output means, losses, gradients (graph order; None without
         ``gradients``) and hidden-unit means (None unless recorded) with the groups'
         parameters ``thetas`` (graph order)."""
-        step = self.wide if self.is_wide else self.batched
         results = [
-            step(theta, weights, gradients)
+            self.formulation(theta, weights, gradients)
             for theta, weights in zip(thetas, self.group_weights, strict=True)
         ]
         return tuple(list(column) for column in zip(*results, strict=True))
@@ -486,8 +488,7 @@ class StackedRecorder:
         import tensorflow as tf
 
         iterations, *vectors = self.optimizer.state()
-        sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
-        return (iterations, *(tuple(tf.split(vector, sizes)) for vector in vectors))
+        return (iterations, *(tuple(tf.split(vector, self.group_sizes)) for vector in vectors))
 
     def store(self, state: tuple[Any, ...]) -> None:
         """Write ``state`` to the variables (:meth:`final_layers` reads them)."""
@@ -521,8 +522,7 @@ class StackedRecorder:
     def group_epoch(self, iterations: Any, weights: Any, rates: Any, *state: Any) -> tuple:
         """One epoch of one group from its ``state`` (parameters and moments, graph order):
         output means, losses, gradient, hidden-unit means, new parameters and moments."""
-        step = self.wide if self.is_wide else self.batched
-        outputs, losses, grad, unit_means = step(state[0], weights, gradients=True)
+        outputs, losses, grad, unit_means = self.formulation(state[0], weights, gradients=True)
         _, (_, *new) = self.optimizer.update((iterations, *state), [grad], rates)
         return outputs, losses, grad, unit_means, *new
 
