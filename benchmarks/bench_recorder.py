@@ -48,8 +48,8 @@ IMPORT_TF = (
 
 MEMORY_RUN = """
 import resource, time, numpy as np
-from stellarnet.models import ModelSpec, build_model
-from stellarnet.training import train
+from stellarnet.train.models import ModelSpec, build_model
+from stellarnet.train.recorder import train
 x = np.random.default_rng(0).uniform(size=(800, 4)).astype(np.float32)  # SYNTHETIC inputs
 y = x.sum(axis=1, keepdims=True).astype(np.float32)
 model = build_model(ModelSpec(inputs=4, hidden=(16, 16)))
@@ -117,8 +117,8 @@ def fixed_costs(spec, x, y) -> tuple[float, float, float]:
     call (setting up the graph, one epoch): what a graph run pays before its epochs."""
     import tensorflow as tf
 
-    from stellarnet.models import build_model
-    from stellarnet.training import Recorder, _call_options, compile_epochs
+    from stellarnet.train.models import build_model
+    from stellarnet.train.recorder import Recorder, _call_options, compile_epochs
 
     started = time.perf_counter()
     model = build_model(spec)
@@ -148,13 +148,13 @@ def main() -> None:
     settings = ", ".join(f"{k}={v}" for k, v in tfsettings.current().items())
     print(f"{settings}, {os.cpu_count()} cores")
 
-    from stellarnet import training
-    from stellarnet.catalogs import GAIA_DR2_HR, load_catalog
-    from stellarnet.config import load_experiment
-    from stellarnet.datasets import make_dataset
-    from stellarnet.models import HR_NET, build_model
-    from stellarnet.sweeps import train_sweep
-    from stellarnet.training import GRAPH_MIN_EPOCHS, train
+    from stellarnet.data.catalogs import GAIA_DR2_HR, load_catalog
+    from stellarnet.data.datasets import make_dataset
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.sweep import train_sweep
+    from stellarnet.train import recorder as training
+    from stellarnet.train.models import HR_NET, build_model
+    from stellarnet.train.recorder import GRAPH_MIN_EPOCHS, train
 
     config = load_experiment("hr_relation")
     catalog = load_catalog(GAIA_DR2_HR, offline=True)

@@ -1,11 +1,10 @@
 """stellarnet: small, fully inspectable Keras/TensorFlow experiments on stellar catalogs.
 
 Importing the package is cheap: TensorFlow is imported only by the modules that train
-(:mod:`stellarnet.models`, :mod:`stellarnet.training`) when they are first used. Importing
-it sets ``TF_ENABLE_ONEDNN_OPTS=0`` unless you set it (:mod:`stellarnet.tfsettings`).
+(:mod:`stellarnet.train`) when they are first used. Importing it sets ``TF_ENABLE_ONEDNN_OPTS=0`` unless you set it (:mod:`stellarnet.tfsettings`).
 """
 
-from . import tfsettings
+from stellarnet import tfsettings
 
 __version__ = "0.1.0"
 

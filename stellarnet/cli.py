@@ -92,7 +92,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def run_config(args: argparse.Namespace, **overrides: object):
     """The experiment config with the shared run options (:func:`add_run_options`) and
     ``overrides`` (e.g. ``learning_rate``) applied; ``None`` leaves a setting as it is."""
-    from .config import load_experiment
+    from stellarnet.runs.config import load_experiment
 
     config = load_experiment(args.name)
     record = None
@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     """``stellarnet experiment NAME [--lr ...]``."""
-    from .runs import run_experiment
+    from stellarnet.runs.experiment import run_experiment
 
     config = run_config(args, learning_rate=args.lr)
     result = run_experiment(
@@ -268,7 +268,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``stellarnet sweep NAME --lr 0.1 0.3 ...``: one run per learning rate, one table."""
-    from .sweeps import run_sweep, summarize_sweep
+    from stellarnet.runs.sweep import run_sweep, summarize_sweep
 
     config = run_config(args, init=args.init)
     result = run_sweep(
@@ -299,7 +299,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``stellarnet compare NAME [--committee N]``: one table of test metrics per model."""
-    from .compare import report_lines, run_compare
+    from stellarnet.runs.compare import report_lines, run_compare
 
     config = run_config(args, learning_rate=args.lr)
     result = run_compare(
@@ -312,8 +312,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     """``stellarnet figures TARGET``: redraw every figure, table and report of each run and
     sweep under TARGET from its saved tables."""
-    from .figures import regenerate
-    from .saved import find_results
+    from stellarnet.results.saved import find_results
+    from stellarnet.viz.figures import regenerate
 
     for folder in find_results(args.target, args.results):
         written = regenerate(
@@ -333,8 +333,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """``stellarnet fetch``: cache a VizieR catalog (or, offline, say what would be loaded)."""
     import dataclasses
 
-    from . import catalogs
-    from .errors import ConfigError
+    from stellarnet.data import catalogs
+    from stellarnet.errors import ConfigError
 
     name = args.query or catalogs.GAIA_DR2_HR.name
     if name not in catalogs.QUERIES:
@@ -361,9 +361,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_check_gradients(args: argparse.Namespace) -> int:
     """``stellarnet check-gradients NAME``: exit status 1 if a difference exceeds a tolerance."""
-    from .config import load_experiment
-    from .gradcheck import DEFAULT_TOLERANCE, check_gradients
-    from .params import read_initial_layers
+    from stellarnet.params import read_initial_layers
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.gradcheck import DEFAULT_TOLERANCE, check_gradients
 
     config = load_experiment(args.name).with_overrides(seed=args.seed, catalog_path=args.catalog)
     layers = None
@@ -381,7 +381,7 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``stellarnet list``: the experiment configs."""
-    from .config import available_experiments
+    from stellarnet.runs.config import available_experiments
 
     for name in available_experiments():
         print(name)
@@ -390,7 +390,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def report_run(folder, record: dict) -> None:
     """Print where a run wrote, its first and last loss, and its test metrics if any."""
-    from .metrics import format_metrics
+    from stellarnet.runs.metrics import format_metrics
 
     print(
         f"{record['experiment']} (lr={record['config']['training']['learning_rate']:g}, "
@@ -427,8 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
-    from . import tfsettings
-    from .errors import StellarnetError
+    from stellarnet import tfsettings
+    from stellarnet.errors import StellarnetError
 
     tfsettings.apply()  # one thread per op, no oneDNN: see stellarnet.tfsettings
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .history import column_name, parameter_columns
+from stellarnet.errors import ConfigError
+from stellarnet.results.history import column_name, parameter_columns
 
 ACTIVATION_FUNCTIONS = {
     "relu": lambda z: np.maximum(z, 0.0),

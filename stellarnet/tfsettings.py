@@ -15,7 +15,7 @@ set yourself is never replaced.
 ``TF_NUM_INTRAOP_THREADS=1``, set by :func:`apply` (the ``stellarnet`` command, the
 benchmark, the tests)
     One thread per op: these nets' ops are too small to split, and the stacked sweeps run
-    their member groups side by side on the cores instead (:mod:`stellarnet.stacked`). Not set
+    their member groups side by side on the cores instead (:mod:`stellarnet.train.stacked`). Not set
     on import, because it would slow down whatever else a session does with TensorFlow.
 """
 

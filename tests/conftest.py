@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from stellarnet import tfsettings
-from stellarnet.catalogs import GAIA_DR2_HR, PROJECT_ROOT, provenance_path, snapshot_path
-from stellarnet.config import ExperimentConfig, load_experiment
-from stellarnet.datasets import Dataset
-from stellarnet.runs import load_data
+from stellarnet.data.catalogs import GAIA_DR2_HR, PROJECT_ROOT, provenance_path, snapshot_path
+from stellarnet.data.datasets import Dataset
+from stellarnet.runs.config import ExperimentConfig, load_experiment
+from stellarnet.runs.experiment import load_data
 
 # TensorFlow as the stellarnet command runs it (none of the imports above starts it): one
 # thread per op, no oneDNN kernels, whose shape-dependent rounding the bit-for-bit tests see.
@@ -75,8 +75,8 @@ def train_hr(hr_config: ExperimentConfig, hr_dataset: Dataset) -> Callable[..., 
     Each distinct call trains once per session (fresh model built from the seed); callers
     get a copy, so they may modify it.
     """
-    from stellarnet.models import build_model
-    from stellarnet.training import train
+    from stellarnet.train.models import build_model
+    from stellarnet.train.recorder import train
 
     cache: dict[tuple, pd.DataFrame] = {}
 

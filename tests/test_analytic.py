@@ -1,4 +1,4 @@
-"""Hand-derived backpropagation (stellarnet.analytic) against TensorFlow, check-gradients,
+"""Hand-derived backpropagation (stellarnet.train.analytic) against TensorFlow, check-gradients,
 --init-from, local catalogs and row selection in configs, and the galaxy-size experiments."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet import analytic
-from stellarnet.analytic import backprop, gradients
-from stellarnet.catalogs import CATALOG_DIR
 from stellarnet.cli import main
-from stellarnet.config import load_experiment
+from stellarnet.data.catalogs import CATALOG_DIR
 from stellarnet.errors import CatalogError, ConfigError
 from stellarnet.params import parameter_names, read_initial_layers
+from stellarnet.runs.config import load_experiment
+from stellarnet.train import analytic
+from stellarnet.train.analytic import backprop, gradients
 
 GALAXY_CSV = CATALOG_DIR / "hst_jwst_sizes.csv"
 
@@ -35,9 +35,9 @@ def random_layers(rng, n_in, width, n_out):
 
 
 def tape(layers, x, y, activation, output_activation, loss):
-    """GradientTape gradients of a float64 Keras copy of the model (stellarnet.gradcheck)."""
-    from stellarnet.gradcheck import float64_copy, tape_gradients
-    from stellarnet.models import ModelSpec, build_model
+    """GradientTape gradients of a float64 Keras copy of the model (stellarnet.runs.gradcheck)."""
+    from stellarnet.runs.gradcheck import float64_copy, tape_gradients
+    from stellarnet.train.models import ModelSpec, build_model
 
     n_in, width = layers[0][0].shape
     spec = ModelSpec(
@@ -313,7 +313,7 @@ def test_config_catalog_path_and_rows(tmp_path):
 
 
 def test_rows_past_the_end_and_changed_catalog(tmp_path):
-    from stellarnet.runs import load_data
+    from stellarnet.runs.experiment import load_data
 
     config = load_experiment("galaxy_sizes_single")
     with pytest.raises(ConfigError, match=r"rows \[71\] are past the end"):
@@ -342,8 +342,8 @@ def test_shipped_galaxy_catalog_provenance():
 
 
 def test_galaxy_single_records_the_exact_activations(tmp_path):
-    from stellarnet.galaxy_figures import fit_figure, loss_steps_figure
-    from stellarnet.runs import run_experiment
+    from stellarnet.runs.experiment import run_experiment
+    from stellarnet.viz.galaxy import fit_figure, loss_steps_figure
 
     result = run_experiment(load_experiment("galaxy_sizes_single"), tmp_path)
     history = result.history
@@ -366,7 +366,7 @@ def test_galaxy_single_records_the_exact_activations(tmp_path):
 
 def test_galaxy_sizes_trains_from_its_seed(tmp_path):
     """The config's seed gives a live output unit (the default seed 1453 gives a dead one)."""
-    from stellarnet.runs import load_data, train_config
+    from stellarnet.runs.experiment import load_data, train_config
 
     config = load_experiment("galaxy_sizes").with_overrides(epochs=2)
     _, dataset = load_data(config)

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from stellarnet.cli import main
-from stellarnet.config import load_experiment
-from stellarnet.datasets import ColumnSpec, Split, make_dataset
+from stellarnet.data.datasets import ColumnSpec, Split, make_dataset
+from stellarnet.data.synthetic import bolometric_4band
 from stellarnet.errors import ConfigError, ResultsExist
 from stellarnet.params import forward, layers_from_row
-from stellarnet.synthetic import bolometric_4band
+from stellarnet.runs.config import load_experiment
 
 ROWS = 120
 FEATURES = ["f1", "f2", "f3", "f4"]
@@ -106,8 +106,8 @@ def test_minibatch_rows_are_means_over_steps_with_end_of_epoch_parameters(catalo
     """A linear 4-1 net with plain SGD, replayed in numpy step by step."""
     import tensorflow as tf
 
-    from stellarnet.models import ModelSpec, build_model, model_layers
-    from stellarnet.training import train
+    from stellarnet.train.models import ModelSpec, build_model, model_layers
+    from stellarnet.train.recorder import train
 
     frame = pd.read_csv(catalog)
     data = make_dataset(
@@ -174,7 +174,7 @@ def test_experiment_records_val_loss_and_test_metrics(catalog, tmp_path, capsys)
     assert history["val_loss"].notna().all()
     assert record["dataset"]["rows_test"] == 24
     # Independent check: the last row's parameters, evaluated in float64 on the test rows.
-    from stellarnet.runs import load_data
+    from stellarnet.runs.experiment import load_data
 
     _, data = load_data(load_experiment(config))
     yhat, _ = forward(layers_from_row(history.iloc[-1], (4, 3, 1)), data.x_test)
@@ -188,8 +188,8 @@ def test_experiment_records_val_loss_and_test_metrics(catalog, tmp_path, capsys)
 
 
 def test_l2_penalty_is_in_the_loss_and_dropout_is_off_at_row_0(catalog):
-    from stellarnet.models import ModelSpec, build_model
-    from stellarnet.training import train
+    from stellarnet.train.models import ModelSpec, build_model
+    from stellarnet.train.recorder import train
 
     frame = pd.read_csv(catalog)
     data = make_dataset(frame, [ColumnSpec(c) for c in FEATURES], ColumnSpec("y"), seed=2)
@@ -218,7 +218,7 @@ def test_l2_penalty_is_in_the_loss_and_dropout_is_off_at_row_0(catalog):
 
 
 def test_bootstrap_counts_are_seeded_draws_with_replacement():
-    from stellarnet.committee import bootstrap_counts
+    from stellarnet.runs.committee import bootstrap_counts
 
     counts = bootstrap_counts(50, 3, seed=7)
     assert counts.shape == (3, 50) and (counts.sum(axis=1) == 50).all()
@@ -229,9 +229,9 @@ def test_bootstrap_counts_are_seeded_draws_with_replacement():
 
 
 def test_committee_engines_agree_and_members_start_from_their_seeds(catalog, tmp_path):
-    from stellarnet.committee import initial_layers, train_committee
-    from stellarnet.models import build_model, model_layers
-    from stellarnet.runs import load_data
+    from stellarnet.runs.committee import initial_layers, train_committee
+    from stellarnet.runs.experiment import load_data
+    from stellarnet.train.models import build_model, model_layers
 
     config = load_experiment(
         write_config(
@@ -263,8 +263,8 @@ def test_committee_engines_agree_and_members_start_from_their_seeds(catalog, tmp
 
 
 def test_stacked_committee_refuses_minibatch_configs(catalog, tmp_path):
-    from stellarnet.committee import train_committee
-    from stellarnet.runs import load_data
+    from stellarnet.runs.committee import train_committee
+    from stellarnet.runs.experiment import load_data
 
     config = load_experiment(write_config(tmp_path, catalog))
     _, data = load_data(config)
@@ -281,7 +281,7 @@ def test_compare_table_predictions_and_figures(catalog, tmp_path, capsys):
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import mean_squared_error, r2_score
 
-    from stellarnet.runs import load_data
+    from stellarnet.runs.experiment import load_data
 
     config = write_config(tmp_path, catalog, split="{ train = 0.8, test = 0.2 }")
     results = str(tmp_path / "results")
@@ -321,7 +321,7 @@ def test_compare_table_predictions_and_figures(catalog, tmp_path, capsys):
     assert record["compare"]["committee"]["engine"] == "sequential"  # batch_size in config
     assert (predictions["committee_std"] > 0).all()
     with pytest.raises(ResultsExist):
-        from stellarnet.compare import run_compare
+        from stellarnet.runs.compare import run_compare
 
         run_compare(load_experiment(config), results)
 

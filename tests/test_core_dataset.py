@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.catalogs import load_catalog_file
-from stellarnet.datasets import ColumnSpec, invert_transforms, make_dataset
+from stellarnet.data.catalogs import load_catalog_file
+from stellarnet.data.datasets import ColumnSpec, invert_transforms, make_dataset
 from stellarnet.errors import CatalogError, ConfigError
 
 FEATURES = (ColumnSpec("Lum", ("log10", "minmax")),)
@@ -30,7 +30,7 @@ def messy() -> pd.DataFrame:
 
 
 def test_non_positive_and_missing_rows_are_dropped_and_counted(messy, caplog):
-    with caplog.at_level(logging.INFO, logger="stellarnet.datasets"):
+    with caplog.at_level(logging.INFO, logger="stellarnet.data.datasets"):
         data = make_dataset(messy, FEATURES, TARGET, seed=None, source="messy.csv")
     assert (data.rows_total, data.rows, data.rows_dropped) == (8, 3, 5)
     assert data.summary()["rows_dropped"] == 5 and data.summary()["rows_kept"] == 3

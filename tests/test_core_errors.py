@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.catalogs import CatalogQuery, load_catalog, load_catalog_file, provenance_path
 from stellarnet.cli import main
-from stellarnet.config import TrainingSpec, experiment_path, load_experiment
+from stellarnet.data.catalogs import CatalogQuery, load_catalog, load_catalog_file, provenance_path
 from stellarnet.errors import CatalogError, ConfigError, TrainingDiverged
-from stellarnet.runs import load_data, run_experiment
+from stellarnet.runs.config import TrainingSpec, experiment_path, load_experiment
+from stellarnet.runs.experiment import load_data, run_experiment
 
 BAD_LEARNING_RATES = [0, 0.0, -0.1, math.nan, math.inf, -math.inf, "fast", None]
 
@@ -27,8 +27,8 @@ BAD_LEARNING_RATES = [0, 0.0, -0.1, math.nan, math.inf, -math.inf, "fast", None]
 
 @pytest.mark.parametrize("learning_rate", BAD_LEARNING_RATES, ids=repr)
 def test_train_refuses_a_bad_learning_rate(hr_config, hr_dataset, learning_rate):
-    from stellarnet.models import build_model
-    from stellarnet.training import train
+    from stellarnet.train.models import build_model
+    from stellarnet.train.recorder import train
 
     model = build_model(hr_config.model)
     before = [w.copy() for w in model.get_weights()]
@@ -282,8 +282,8 @@ def test_shipped_config_loads_as_documented():
 def test_diverging_training_raises_with_partial_history(
     hr_config, hr_dataset, optimizer, learning_rate
 ):
-    from stellarnet.models import build_model
-    from stellarnet.training import train
+    from stellarnet.train.models import build_model
+    from stellarnet.train.recorder import train
 
     with pytest.raises(TrainingDiverged, match="diverged at epoch") as err:
         train(

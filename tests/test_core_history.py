@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stellarnet.history import to_long
 from stellarnet.params import forward, layers_from_row
+from stellarnet.results.history import to_long
 
 
 def names(kind: str, layer: int, count: int) -> list[str]:
@@ -45,7 +45,7 @@ def test_rows_are_epochs_zero_to_e(train_hr):
 
 
 def test_epoch_zero_row_holds_the_initial_model(train_hr, hr_config, hr_dataset):
-    from stellarnet.models import build_model
+    from stellarnet.train.models import build_model
 
     row0 = train_hr(0.1).iloc[0]
     initial = build_model(hr_config.model).get_weights()  # [W1 (1, 6), b1, W2 (6, 1), b2]

@@ -9,13 +9,13 @@ import random
 import numpy as np
 import pandas as pd
 
-from stellarnet.datasets import make_dataset
-from stellarnet.history import load_history
-from stellarnet.runs import run_experiment
+from stellarnet.data.datasets import make_dataset
+from stellarnet.results.history import load_history
+from stellarnet.runs.experiment import run_experiment
 
 
 def initial_weights(spec) -> np.ndarray:
-    from stellarnet.models import build_model
+    from stellarnet.train.models import build_model
 
     return np.concatenate([w.ravel() for w in build_model(spec).get_weights()])
 
@@ -64,7 +64,7 @@ def test_different_seed_gives_a_different_history(train_hr):
 
 
 def test_dataset_shuffle_is_seeded(hr_config, hr_dataset):
-    from stellarnet.catalogs import load_catalog_file
+    from stellarnet.data.catalogs import load_catalog_file
 
     frame = load_catalog_file(hr_config.catalog_path, ["Lum", "Teff"]).frame
     args = (frame, hr_config.features, hr_config.target)

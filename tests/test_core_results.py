@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.catalogs import PROJECT_ROOT
 from stellarnet.cli import main
+from stellarnet.data.catalogs import PROJECT_ROOT
 from stellarnet.errors import ResultsExist
-from stellarnet.history import load_history
-from stellarnet.runs import run_experiment, run_folder
+from stellarnet.results.history import load_history
+from stellarnet.runs.experiment import run_experiment, run_folder
 
 RUN_FILES = {"history.parquet", "history.csv", "run.json", "loss.png", "loss.pdf"}
 
@@ -96,7 +96,7 @@ def test_run_json_says_where_the_table_came_from(run_lr03):
 
 def test_default_catalog_is_loaded_offline_and_recorded(hr_config, results_dir):
     """Without --catalog the run uses the cache or the shipped snapshot, and says which."""
-    from stellarnet.config import load_experiment
+    from stellarnet.runs.config import load_experiment
 
     config = load_experiment("hr_relation").with_overrides(epochs=1)
     record = run_experiment(config, results_dir).record
@@ -113,7 +113,7 @@ def test_second_run_without_force_is_refused_before_training(hr_config, results_
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the results folder exists")
 
-    monkeypatch.setattr("stellarnet.training.train", no_training)
+    monkeypatch.setattr("stellarnet.train.recorder.train", no_training)
     with pytest.raises(ResultsExist, match="--force") as err:
         run_experiment(config, results_dir)
     assert str(folder) in str(err.value)
@@ -142,7 +142,7 @@ def test_distinct_learning_rates_get_distinct_folders(hr_config):
 
 
 def test_cli_experiment_end_to_end(snapshot_copy, results_dir, capsys, restore_cli_logging):
-    from stellarnet.models import ModelSpec, build_model
+    from stellarnet.train.models import ModelSpec, build_model
 
     catalog = snapshot_copy("my_gaia_pull", with_json=False)
     argv = [

@@ -28,8 +28,9 @@ import pytest
 import trustme
 from astroquery.vizier import Vizier
 
-from stellarnet import catalogs
-from stellarnet.catalogs import (
+from stellarnet.cli import main
+from stellarnet.data import catalogs
+from stellarnet.data.catalogs import (
     CATALOG_DIR,
     GAIA_DR2_HR,
     build_vizier,
@@ -37,7 +38,6 @@ from stellarnet.catalogs import (
     load_catalog,
     query_payload,
 )
-from stellarnet.cli import main
 from stellarnet.errors import CatalogError, FetchError
 from stellarnet.files import sha256_file
 from tests.vizier_standin import VizierStandIn

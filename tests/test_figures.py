@@ -17,16 +17,7 @@ import pandas as pd
 import pytest
 
 from stellarnet.errors import CatalogError, StellarnetError
-from stellarnet.figures import (
-    plot_hr,
-    plot_loss,
-    plot_residuals,
-    plot_trajectories,
-    regenerate,
-)
-from stellarnet.landscape import compute_landscape, plot_landscape
-from stellarnet.network import frame_epochs, network_animation, plot_network
-from stellarnet.saved import (
+from stellarnet.results.saved import (
     catalog_path,
     dead_units,
     find_results,
@@ -34,7 +25,16 @@ from stellarnet.saved import (
     network_loss,
     parameter_matrix,
 )
-from stellarnet.tables import column_groups, to_latex, to_markdown, write_tables
+from stellarnet.viz.figures import (
+    plot_hr,
+    plot_loss,
+    plot_residuals,
+    plot_trajectories,
+    regenerate,
+)
+from stellarnet.viz.landscape import compute_landscape, plot_landscape
+from stellarnet.viz.network import frame_epochs, network_animation, plot_network
+from stellarnet.viz.tables import column_groups, to_latex, to_markdown, write_tables
 
 EPOCHS = 4
 RATES = (0.1, 0.3)
@@ -61,8 +61,8 @@ def _make_sweep(experiment_dir: Path, rates: tuple[float, ...]) -> Path:
 
 @pytest.fixture(scope="session")
 def experiment_dir(tmp_path_factory) -> Path:
-    from stellarnet.config import load_experiment
-    from stellarnet.runs import run_experiment
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.experiment import run_experiment
 
     results = tmp_path_factory.mktemp("results")
     config = load_experiment("hr_relation").with_overrides(epochs=EPOCHS)
@@ -268,7 +268,7 @@ def test_animation_has_one_frame_per_epoch_or_stride(run):
 
 
 def test_figures_are_byte_for_byte_reproducible(sweep, tmp_path):
-    from stellarnet.plotting import save_figure, style
+    from stellarnet.viz.style import save_figure, style
 
     digests = []
     for _ in range(2):
@@ -363,8 +363,8 @@ def test_command_regenerates_every_figure_table_and_report(experiment_dir, tmp_p
 
 
 def test_sweep_report_links_each_runs_figures(experiment_dir, tmp_path):
-    from stellarnet.figures import trajectories_figure
-    from stellarnet.report import write_report
+    from stellarnet.viz.figures import trajectories_figure
+    from stellarnet.viz.report import write_report
 
     folder = tmp_path / "sweep"
     shutil.copytree(experiment_dir / "sweep", folder)
@@ -379,9 +379,9 @@ def test_sweep_report_links_each_runs_figures(experiment_dir, tmp_path):
 def test_untransformed_single_feature_runs_get_the_fit_figures(tmp_path):
     """The galaxy sizes (no transforms): `figures` adds the data-and-fit and loss-vs-step plots,
     and draws residuals but no HR diagram (its columns are radii, not Lum and Teff)."""
-    from stellarnet.config import load_experiment
-    from stellarnet.figures import regenerate
-    from stellarnet.sweeps import run_sweep
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.sweep import run_sweep
+    from stellarnet.viz.figures import regenerate
 
     config = load_experiment("galaxy_sizes").with_overrides(epochs=2)
     folder = run_sweep(config, [0.1, 0.6], tmp_path).folder

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.catalogs import load_catalog
-from stellarnet.config import load_experiment
-from stellarnet.datasets import make_dataset
+from stellarnet.data.catalogs import load_catalog
+from stellarnet.data.datasets import make_dataset
 from stellarnet.errors import ConfigError, TrainingDiverged
-from stellarnet.models import HR_NET, ModelSpec, build_model, model_layers
-from stellarnet.training import Recorder, compile_epochs, run_epochs, train
+from stellarnet.runs.config import load_experiment
+from stellarnet.train.models import HR_NET, ModelSpec, build_model, model_layers
+from stellarnet.train.recorder import Recorder, compile_epochs, run_epochs, train
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
     import tensorflow as tf
     from tensorflow.python.eager import context
 
-    from stellarnet.training import _call_options
+    from stellarnet.train.recorder import _call_options
 
     def options() -> tuple[str, bytes]:
         current = context.context().function_call_options
@@ -58,7 +58,7 @@ def test_without_private_call_options_grappler_keeps_its_defaults(hr_data, monke
     kwargs = dict(learning_rate=0.1, epochs=25, engine="graph")
     expected = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
     monkeypatch.setattr(tf.compat.v1, "ConfigProto", None)  # the options cannot be read
-    with caplog.at_level("DEBUG", logger="stellarnet.training"):
+    with caplog.at_level("DEBUG", logger="stellarnet.train.recorder"):
         history = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
     assert "grappler keeps its defaults" in caplog.text
     pd.testing.assert_frame_equal(history, expected, check_exact=True)
@@ -91,7 +91,7 @@ def test_runs_of_one_architecture_share_a_traced_graph_that_reads_only_its_argum
     data, learning rate and initial weights: its history equals its own eager run's."""
     import keras
 
-    from stellarnet import training
+    from stellarnet.train import recorder as training
 
     training._traced_runs.clear()
     x, y = hr_data.x, hr_data.y
@@ -128,7 +128,7 @@ def test_written_out_optimizers_equal_keras_optimizers(hr_data, optimizer):
     import keras
     import tensorflow as tf
 
-    from stellarnet.models import dense_parameters
+    from stellarnet.train.models import dense_parameters
 
     history = train(
         build_model(HR_NET),
@@ -171,7 +171,7 @@ WRITTEN_OUT_CASES = [
 def test_written_out_backprop_equals_the_tape_bit_for_bit(
     hr_data, spec, loss, optimizer, batch_size
 ):
-    """Plain Dense nets skip the tape (stellarnet.backprop); every recorded number is the
+    """Plain Dense nets skip the tape (stellarnet.train.backprop); every recorded number is the
     tape's, in the eager and the graph engine."""
     rng = np.random.default_rng(5)
     x = hr_data.x if spec.inputs == 1 else rng.normal(size=(300, 4)).astype(np.float32)  # SYNTHETIC
@@ -455,7 +455,7 @@ def test_xla_refuses_what_it_cannot_do(hr_data, kwargs, message):
 
 
 def test_model_variables_end_at_the_last_recorded_row(hr_data):
-    from stellarnet.models import dense_parameters
+    from stellarnet.train.models import dense_parameters
 
     model = build_model(ModelSpec(inputs=1, hidden=(4, 3)))
     history = train(model, hr_data.x, hr_data.y, learning_rate=0.05, epochs=30, engine="graph")
@@ -537,7 +537,7 @@ def test_minibatch_eager_and_graph_agree(hr_data):
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_stacked_members_equal_separate_runs(hr_data, optimizer):
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     rates = [0.3, 0.1, 0.03]
     models = [build_model(HR_NET), build_model(ModelSpec(seed=7))]
@@ -559,7 +559,7 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
 
 
 def test_a_diverging_member_leaves_the_others_finite(hr_data):
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     members = [model_layers(build_model(HR_NET))] * 3
     recorder = StackedRecorder(
@@ -587,7 +587,7 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
 ):
     """The wide formulation (1 input, one hidden layer) sums in Keras' order: exact numbers,
     whatever the grouping, activations included."""
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     record = ("kernels", "biases", "gradients", "activations")
     specs = [
@@ -631,7 +631,7 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
 def test_stacked_record_subsets_and_final_layers_match_separate_runs(hr_data, hidden, record):
     """The graph's flat record row maps back to each member's own columns, whatever is
     recorded, in both formulations (wide: 1-6-1; batched: 1-4-3-1), over uneven groups."""
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     specs = [ModelSpec(hidden=hidden, seed=s) for s in (1, 2, 3)]
     rates = [0.05, 0.1, 0.02]
@@ -664,7 +664,7 @@ def test_stacked_record_subsets_and_final_layers_match_separate_runs(hr_data, hi
 def test_stacked_eager_and_graph_engines_agree_over_uneven_groups(hr_data):
     """Groups of 2 and 3 members: the traced epoch traces one step per group size; the eager
     engine runs the same steps untraced. Same rows and final parameters, bit for bit."""
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     members = [model_layers(build_model(ModelSpec(seed=s))) for s in range(5)]
     rates = [0.3, 0.1, 0.03, 0.01, 0.2]
@@ -680,7 +680,7 @@ def test_stacked_eager_and_graph_engines_agree_over_uneven_groups(hr_data):
 
 
 def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
-    from stellarnet.stacked import GROUP_BYTES, default_groups
+    from stellarnet.train.stacked import GROUP_BYTES, default_groups
 
     hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog
     expected = {1: 1, 2: 2, 3: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
@@ -695,7 +695,7 @@ def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
 
 
 def test_stacked_groups_must_fit_the_members(hr_data):
-    from stellarnet.stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     members = [model_layers(build_model(HR_NET))] * 2
     for bad in (0, 3, True):

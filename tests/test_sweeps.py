@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.config import load_experiment
 from stellarnet.errors import ConfigError, ResultsExist
-from stellarnet.runs import load_data
-from stellarnet.sweeps import run_sweep, summarize_sweep, train_sweep
+from stellarnet.runs.config import load_experiment
+from stellarnet.runs.experiment import load_data
+from stellarnet.runs.sweep import run_sweep, summarize_sweep, train_sweep
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_vectorised_sweep_equals_sequential(hr, init):
 
 
 def test_same_init_matches_single_runs(hr):
-    from stellarnet.runs import train_config
+    from stellarnet.runs.experiment import train_config
 
     config, data = hr
     long = train_sweep(config, data, [0.1, 0.3])
@@ -48,7 +48,7 @@ def test_same_init_matches_single_runs(hr):
 def test_notebook_init_is_clone_model_in_order(hr):
     import keras
 
-    from stellarnet.models import build_model
+    from stellarnet.train.models import build_model
 
     config, data = hr
     long = train_sweep(config.with_overrides(init="notebook"), data, [0.3, 0.1])

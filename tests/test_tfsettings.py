@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from stellarnet import tfsettings
-from stellarnet.catalogs import PROJECT_ROOT
+from stellarnet.data.catalogs import PROJECT_ROOT
 
 
 def test_apply_sets_what_is_unset_and_keeps_what_you_set(monkeypatch):
@@ -59,9 +59,9 @@ def test_training_with_onednn_on_says_so():
 import logging
 import numpy as np
 import tensorflow  # before stellarnet, with TF_ENABLE_ONEDNN_OPTS=1: oneDNN stays on
-from stellarnet.models import HR_NET, build_model
+from stellarnet.train.models import HR_NET, build_model
 from stellarnet.tfsettings import current
-from stellarnet.training import Recorder, run_epochs
+from stellarnet.train.recorder import Recorder, run_epochs
 
 logging.basicConfig()
 x = np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1)  # SYNTHETIC

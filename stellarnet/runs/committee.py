@@ -16,11 +16,11 @@ the data.
 Two engines give the same members (up to float32 rounding):
 
 ``"stacked"``
-    All members in one graph (:class:`stellarnet.stacked.StackedRecorder`) with the counts
+    All members in one graph (:class:`stellarnet.train.stacked.StackedRecorder`) with the counts
     as sample weights: the loss of member k is ``sum_i counts[k, i] (y_i - yhat_i)^2 /
     sum_i counts[k, i]``. Full batch only, no dropout, no L2, no validation rows.
 ``"sequential"``
-    One :func:`stellarnet.runs.train_config` run per member on the resampled rows (row i
+    One :func:`stellarnet.runs.experiment.train_config` run per member on the resampled rows (row i
     repeated ``counts[k, i]`` times; mini-batch shuffle seeded with ``config.seed + k``).
     Honours every training setting of the config (mini-batches, dropout, L2, ``val_loss``).
 
@@ -39,11 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig
-from .datasets import Dataset
-from .errors import ConfigError
-from .params import Layers, forward
-from .sweeps import stackable, train_stacked
+from stellarnet.data.datasets import Dataset
+from stellarnet.errors import ConfigError
+from stellarnet.params import Layers, forward
+from stellarnet.runs.config import ExperimentConfig
+from stellarnet.runs.sweep import stackable, train_stacked
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def member_seeds(config: ExperimentConfig, size: int) -> list[int]:
 
 def initial_layers(config: ExperimentConfig, seeds: list[int]) -> list[Layers]:
     """Initial (kernel, bias) arrays of one freshly built model per seed."""
-    from .models import build_model, model_layers
+    from stellarnet.train.models import build_model, model_layers
 
     return [model_layers(build_model(dataclasses.replace(config.model, seed=s))) for s in seeds]
 
@@ -227,8 +227,8 @@ def _train_sequential(
     counts: np.ndarray,
     progress: bool,
 ) -> tuple[list[Layers], pd.DataFrame]:
-    from .models import build_model, model_layers
-    from .runs import train_config
+    from stellarnet.runs.experiment import train_config
+    from stellarnet.train.models import build_model, model_layers
 
     members, parts = [], []
     for member, (seed, count) in enumerate(zip(seeds, counts, strict=True)):

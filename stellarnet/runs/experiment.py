@@ -3,7 +3,7 @@
 ``results/<experiment>/lr=<lr>/`` holds:
 
 ``history.parquet``, ``history.csv``
-    The history table (:mod:`stellarnet.history`).
+    The history table (:mod:`stellarnet.results.history`).
 ``run.json``
     The resolved config, seed, library versions, the catalog's path and sha256, the dataset
     summary, wall time and the first and last loss.
@@ -28,13 +28,13 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, tfsettings
-from .catalogs import PROJECT_ROOT, Catalog, load_catalog, load_catalog_file
-from .config import ExperimentConfig
-from .datasets import Dataset, make_dataset
-from .errors import CatalogError, ConfigError, ResultsExist
-from .files import sha256_file, staged_folder, write_json
-from .history import save_history
+from stellarnet import __version__, tfsettings
+from stellarnet.data.catalogs import PROJECT_ROOT, Catalog, load_catalog, load_catalog_file
+from stellarnet.data.datasets import Dataset, make_dataset
+from stellarnet.errors import CatalogError, ConfigError, ResultsExist
+from stellarnet.files import sha256_file, staged_folder, write_json
+from stellarnet.results.history import save_history
+from stellarnet.runs.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def run_record(
 
 def write_run_files(folder: Path, history: pd.DataFrame, record: dict[str, Any]) -> None:
     """Write history.parquet, history.csv, run.json and loss.png into ``folder``."""
-    from .figures import loss_figure
+    from stellarnet.viz.figures import loss_figure
 
     folder.mkdir(parents=True, exist_ok=True)
     save_history(history, folder)
@@ -219,12 +219,12 @@ def train_config(
     jit_compile: bool = False,
 ) -> pd.DataFrame:
     """Train ``model`` (default: the config's model, freshly built) on ``dataset``
-    (``jit_compile``: with XLA, see :func:`stellarnet.training.train`).
+    (``jit_compile``: with XLA, see :func:`stellarnet.train.recorder.train`).
 
     Returns the history; ``model`` (if given) is trained in place.
     """
-    from .models import build_model
-    from .training import train
+    from stellarnet.train.models import build_model
+    from stellarnet.train.recorder import train
 
     spec = config.training
     check_batch_size(config, dataset)
@@ -282,9 +282,9 @@ def run_experiment(
     ConfigError
         If ``init_from`` does not hold exactly the model's parameters.
     """
-    from .metrics import regression_metrics
-    from .models import build_model, set_model_layers
-    from .params import read_initial_layers
+    from stellarnet.params import read_initial_layers
+    from stellarnet.runs.metrics import regression_metrics
+    from stellarnet.train.models import build_model, set_model_layers
 
     folder = run_folder(config, results_dir)
     check_not_exists(folder, force)

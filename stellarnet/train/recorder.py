@@ -6,14 +6,14 @@ Each epoch reads like the assignment's equations (:meth:`Recorder.advance`)::
     yhat  = model(x)                      # forward
     L     = loss(y, yhat)                 # Keras MeanSquaredError: mean((y - yhat)**2)
     g     = dL/dtheta                     # GradientTape (plain Dense nets: its ops written
-                                          # out, stellarnet.backprop; the same numbers)
+                                          # out, stellarnet.train.backprop; the same numbers)
     theta = optimizer.update(theta, g)    # Adam, or plain SGD: theta <- theta - eta * g
-                                          # (Keras' formulas: stellarnet.optimizers)
+                                          # (Keras' formulas: stellarnet.train.optimizers)
     record(epoch, mean(yhat), L, theta, g)
 
 Row k of the history holds ``output``, ``loss`` and the gradients computed with the
 parameters *before* epoch k's update and the parameters *after* it; row 0 holds the initial
-parameters with the initial model's output and loss. See :mod:`stellarnet.history`.
+parameters with the initial model's output and loss. See :mod:`stellarnet.results.history`.
 
 The loss is Keras ``MeanSquaredError``, mean((y - yhat)^2), as the assignment notebook's code
 computes it; the notebook's equations write 1/2 (y - yhat)^2, which is ``loss="half_mse"``
@@ -49,10 +49,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, TrainingDiverged
-from .history import PARAMETER_KINDS, column_name
-from .optimizers import Optimizer
-from .tfsettings import check_onednn
+from stellarnet.errors import ConfigError, TrainingDiverged
+from stellarnet.results.history import PARAMETER_KINDS, column_name
+from stellarnet.tfsettings import check_onednn
+from stellarnet.train.optimizers import Optimizer
 
 if TYPE_CHECKING:
     import keras
@@ -127,7 +127,7 @@ def make_loss(name: str) -> Callable[[Any, Any], Any]:
     last axis, the sum, ``divide_no_nan`` by the count), without Keras' loss machinery (about
     twice the ops in a traced epoch); the tests hold it to Keras' numbers bit for bit.
     """
-    from .backprop import keras_mse
+    from stellarnet.train.backprop import keras_mse
 
     def mse(y: Any, yhat: Any) -> Any:
         return keras_mse(y - yhat)[0]
@@ -234,7 +234,7 @@ class Recorder:
     use_tape : bool
         True: gradients from ``tf.GradientTape``. False (a plain Dense net: ReLU, tanh,
         sigmoid or linear units, no dropout, no penalties): from the tape's ops written out
-        (:mod:`stellarnet.backprop`), the same numbers with a smaller graph.
+        (:mod:`stellarnet.train.backprop`), the same numbers with a smaller graph.
     """
 
     executor = "SINGLE_THREADED_EXECUTOR"
@@ -270,8 +270,8 @@ class Recorder:
         import keras
         import tensorflow as tf
 
-        from .backprop import activation_name
-        from .models import dense_parameters
+        from stellarnet.train.backprop import activation_name
+        from stellarnet.train.models import dense_parameters
 
         self.model = model
         self.layers = chain_of_layers(model)
@@ -281,7 +281,7 @@ class Recorder:
             check_layer(layer)
         self.loss_fn = make_loss(loss)
         self.loss_scale = 0.5 if loss == "half_mse" else 1.0
-        # Plain Dense nets are differentiated with written-out ops (stellarnet.backprop),
+        # Plain Dense nets are differentiated with written-out ops (stellarnet.train.backprop),
         # anything else (dropout, penalties, other activations) with the tape.
         self.activations = [activation_name(layer.activation) for layer in self.dense]
         self.use_tape = (
@@ -524,11 +524,11 @@ class Recorder:
         Returns the new state and the batch-mean output, the loss, the packed gradients and
         the batch-mean hidden activations, all computed before the update. The gradients are
         the tape's; for a plain Dense net they are computed with the tape's own ops, written
-        out (:mod:`stellarnet.backprop`: the same numbers, a smaller graph).
+        out (:mod:`stellarnet.train.backprop`: the same numbers, a smaller graph).
         """
         import tensorflow as tf
 
-        from .backprop import dense_gradients, mse_and_gradient
+        from stellarnet.train.backprop import dense_gradients, mse_and_gradient
 
         parameters = self.optimizer.unpack(state[1])
         if self.use_tape:
@@ -702,7 +702,7 @@ def train(
     ----------
     model : keras.Model
         A built chain of Dense layers, possibly with parameter-free layers between them (see
-        :func:`stellarnet.models.build_model` and :class:`Recorder`); trained in place.
+        :func:`stellarnet.train.models.build_model` and :class:`Recorder`); trained in place.
     x, y : ndarray
         Inputs ``(n, n_features)`` and targets ``(n, 1)``.
     learning_rate : float
@@ -736,7 +736,7 @@ def train(
     Returns
     -------
     pandas.DataFrame
-        The history (see :mod:`stellarnet.history` and :class:`Recorder` for mini-batch
+        The history (see :mod:`stellarnet.results.history` and :class:`Recorder` for mini-batch
         means), float64 copies of the float32 values.
 
     Raises
@@ -789,7 +789,7 @@ def run_epochs(
 
     ``recorder`` is a :class:`Recorder` or anything with the same ``state()``,
     ``initial()``, ``advance()``, ``store()``, ``data``, ``row_shape``, ``host_rows()``,
-    ``columns`` and ``frame()`` (e.g. the stacked recorder of :mod:`stellarnet.stacked`,
+    ``columns`` and ``frame()`` (e.g. the stacked recorder of :mod:`stellarnet.train.stacked`,
     whose history rows carry a leading member axis). The model's variables end at the last
     state reached.
 

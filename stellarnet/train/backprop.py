@@ -56,7 +56,7 @@ def mse_and_gradient(y: Any, yhat: Any, scale: float = 1.0) -> tuple[Any, Any]:
     d loss/d yhat in the tape's ops and order.
 
     The loss is ``divide_no_nan(sum(mean((y - yhat)^2, axis=-1)), n)`` (as
-    :func:`stellarnet.training.make_loss`); the tape differentiates it as
+    :func:`stellarnet.train.recorder.make_loss`); the tape differentiates it as
     ``-((divide_no_nan(scale, n) / m) * ((y - yhat) * 2))``.
     """
     import tensorflow as tf

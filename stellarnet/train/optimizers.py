@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from stellarnet.errors import ConfigError
 
 OPTIMIZERS = ("adam", "sgd")
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7

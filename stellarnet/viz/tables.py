@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .files import atomic_write
-from .history import parse_column
-from .plotting import math_name
+from stellarnet.files import atomic_write
+from stellarnet.results.history import parse_column
+from stellarnet.viz.style import math_name
 
 if TYPE_CHECKING:
-    from .saved import SavedResults
+    from stellarnet.results.saved import SavedResults
 
 _NUMBER = re.compile(r"-?[0-9]*\.?[0-9]*")
 
@@ -101,7 +101,7 @@ def markdown_header(name: str) -> str:
 
 
 def latex_header(name: str) -> str:
-    """``w^1_3`` -> ``$w^{1}_{3}$`` (see :func:`stellarnet.plotting.math_name`); ``loss``
+    """``w^1_3`` -> ``$w^{1}_{3}$`` (see :func:`stellarnet.viz.style.math_name`); ``loss``
     stays ``loss``."""
     return math_name(name) if parse_column(name) else name.replace("_", "\\_")
 
@@ -170,7 +170,7 @@ def write_tables(
     A single run writes them into its folder; for a sweep the file names carry the learning
     rate (``history_lr=0.1.md``).
     """
-    from .saved import lr_label
+    from stellarnet.results.saved import lr_label
 
     folder = Path(results.folder if folder is None else folder)
     written = []

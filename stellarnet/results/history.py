@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_write
+from stellarnet.files import atomic_write
 
 PARAMETER_KINDS = {"w": "g", "b": "gb"}
 """Parameter kind -> the kind of its gradient column."""

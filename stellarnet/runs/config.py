@@ -24,7 +24,7 @@ settings. Example (``experiments/hr_relation.toml``)::
     learning_rate = 0.1
     epochs = 10
 
-A local catalog (a CSV with its provenance JSON beside it, see :mod:`stellarnet.catalogs`)
+A local catalog (a CSV with its provenance JSON beside it, see :mod:`stellarnet.data.catalogs`)
 replaces the query with ``[catalog] path = "../catalogs/<name>.csv"`` (relative to the config
 file). ``[dataset] rows = [0, 5]`` keeps only those catalog data rows (0-based, before any row
 is dropped), and ``shuffle = false`` keeps the catalog's row order (default: seeded shuffle).
@@ -41,12 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .catalogs import PROJECT_ROOT, QUERIES, CatalogQuery
-from .datasets import DEFAULT_SEED, ColumnSpec, Split
-from .errors import ConfigError, StellarnetError
-from .models import ModelSpec, check_seed
-from .optimizers import OPTIMIZERS
-from .training import (
+from stellarnet.data.catalogs import PROJECT_ROOT, QUERIES, CatalogQuery
+from stellarnet.data.datasets import DEFAULT_SEED, ColumnSpec, Split
+from stellarnet.errors import ConfigError, StellarnetError
+from stellarnet.train.models import ModelSpec, check_seed
+from stellarnet.train.optimizers import OPTIMIZERS
+from stellarnet.train.recorder import (
     DEFAULT_RECORD,
     ENGINES,
     LOSSES,
@@ -81,8 +81,8 @@ class TrainingSpec:
     """How to train and what to record (full batch).
 
     ``record``, ``record_every`` and ``engine`` are passed to
-    :func:`stellarnet.training.train`; ``init`` is the sweeps' initial-weights protocol
-    (:mod:`stellarnet.sweeps`).
+    :func:`stellarnet.train.recorder.train`; ``init`` is the sweeps' initial-weights protocol
+    (:mod:`stellarnet.runs.sweep`).
     """
 
     optimizer: str = "adam"

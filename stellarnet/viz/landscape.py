@@ -7,7 +7,7 @@ projected onto it.
 Everything is computed from saved results: the parameter vectors from the history tables,
 the (x, y) the network was trained on rebuilt from the catalog (checked by its sha256) with
 the run's seed and transforms, and the network evaluated by :func:`stellarnet.params.forward`
-(:func:`stellarnet.saved.network_loss`).
+(:func:`stellarnet.results.saved.network_loss`).
 
 The path points lie near, not on, the plane (PCA keeps most of their variance, shown in the
 axis labels), so the contour under a point is close to, not equal to, the loss recorded there.
@@ -21,10 +21,16 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .errors import ConfigError
-from .params import layers_from_row, parameter_names
-from .plotting import loss_label, lr_color, new_figure, save_figure, style
-from .saved import SavedResults, load_results, lr_label, network_loss, parameter_matrix
+from stellarnet.errors import ConfigError
+from stellarnet.params import layers_from_row, parameter_names
+from stellarnet.results.saved import (
+    SavedResults,
+    load_results,
+    lr_label,
+    network_loss,
+    parameter_matrix,
+)
+from stellarnet.viz.style import loss_label, lr_color, new_figure, save_figure, style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

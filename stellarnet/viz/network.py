@@ -19,10 +19,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .files import atomic_write
-from .history import column_name
-from .plotting import WIDE, loss_label, math_name, new_figure, save_figure, style
-from .saved import SavedResults, history_row, inactive_units, load_results, lr_label
+from stellarnet.files import atomic_write
+from stellarnet.results.history import column_name
+from stellarnet.results.saved import (
+    SavedResults,
+    history_row,
+    inactive_units,
+    load_results,
+    lr_label,
+)
+from stellarnet.viz.style import WIDE, loss_label, math_name, new_figure, save_figure, style
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -88,7 +94,7 @@ def node_positions(layer_sizes: tuple[int, ...]) -> dict[tuple[int, int], tuple[
 def parameter_scale(results: SavedResults, lr: float) -> float:
     """The largest |weight| or |bias| over the whole run: the colour and width scale, fixed
     across epochs so that frames compare."""
-    from .saved import parameter_matrix
+    from stellarnet.results.saved import parameter_matrix
 
     values = np.abs(parameter_matrix(results.histories[lr], results.layer_sizes))
     largest = float(np.nanmax(values)) if values.size else 0.0

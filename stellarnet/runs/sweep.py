@@ -14,7 +14,7 @@ Two protocols for the initial weights (``init``):
     position in the list. Use it to reproduce the notebook's tables.
 
 By default the K runs are trained together as K stacked copies in one compiled graph
-(:mod:`stellarnet.stacked`); ``vectorize=False`` trains them one after another. Both give
+(:mod:`stellarnet.train.stacked`); ``vectorize=False`` trains them one after another. Both give
 the same numbers.
 
 Results: ``results/<experiment>/sweep/`` holds ``history.parquet``/``.csv`` (the single-run
@@ -34,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig
-from .datasets import Dataset
-from .errors import ConfigError
-from .files import staged_folder
-from .params import Layers
-from .runs import (
+from stellarnet.data.datasets import Dataset
+from stellarnet.errors import ConfigError
+from stellarnet.files import staged_folder
+from stellarnet.params import Layers
+from stellarnet.runs.config import ExperimentConfig
+from stellarnet.runs.experiment import (
     RunResult,
     check_not_exists,
     check_replace,
@@ -49,7 +49,7 @@ from .runs import (
     train_config,
     write_run_files,
 )
-from .training import check_learning_rate, run_epochs
+from stellarnet.train.recorder import check_learning_rate, run_epochs
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def initial_members(config: ExperimentConfig, count: int, init: str) -> list[Lay
     """Initial (kernel, bias) arrays of ``count`` runs under protocol ``init``."""
     import keras
 
-    from .models import build_model, model_layers
+    from stellarnet.train.models import build_model, model_layers
 
     base = build_model(config.model)
     if init == "same":
@@ -98,10 +98,10 @@ def train_stacked(
 ) -> tuple[Any, pd.DataFrame]:
     """Train ``members`` (initial layers) of the config's net together in one compiled graph.
 
-    Returns the :class:`~stellarnet.stacked.StackedRecorder` (for the trained layers) and the
+    Returns the :class:`~stellarnet.train.stacked.StackedRecorder` (for the trained layers) and the
     long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap counts.
     """
-    from .stacked import StackedRecorder
+    from stellarnet.train.stacked import StackedRecorder
 
     spec = config.training
     recorder = StackedRecorder(
@@ -154,7 +154,7 @@ def train_sweep(
     progress : bool
         Show a progress bar over epochs (vectorised) or runs and epochs (sequential).
     """
-    from .models import build_model, set_model_layers
+    from stellarnet.train.models import build_model, set_model_layers
 
     rates = [check_learning_rate(lr) for lr in learning_rates]
     if len(set(rates)) != len(rates):

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import CatalogError, FetchError
-from .files import atomic_path, json_text, sha256_file
+from stellarnet.errors import CatalogError, FetchError
+from stellarnet.files import atomic_path, json_text, sha256_file
 
 if TYPE_CHECKING:  # astroquery is imported only when a fetch happens
     from astropy.table import Table
@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # astroquery is imported only when a fetch happens
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_DIR = PROJECT_ROOT / "catalogs"
 """Folder of cached catalogs and shipped snapshots (``catalogs/`` in the project)."""
 
@@ -649,7 +649,7 @@ def _provenance(
     import astropy
     import astroquery
 
-    from . import __version__
+    from stellarnet import __version__
 
     columns = {
         column.name: {

@@ -11,7 +11,7 @@ and the catalog file that ``run.json`` names, checked against its recorded sha25
 
 Draw both for every galaxy run under ``results/``::
 
-    python -m stellarnet.galaxy_figures [RESULTS_DIR]
+    python -m stellarnet.viz.galaxy [RESULTS_DIR]
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .catalogs import PROJECT_ROOT
-from .errors import CatalogError, StellarnetError
-from .files import atomic_write, sha256_file
-from .history import load_history
-from .params import forward, layers_from_row
+from stellarnet.data.catalogs import PROJECT_ROOT
+from stellarnet.errors import CatalogError, StellarnetError
+from stellarnet.files import atomic_write, sha256_file
+from stellarnet.params import forward, layers_from_row
+from stellarnet.results.history import load_history
 
 STYLE = {
     "figure.figsize": (6.0, 4.5),
@@ -205,7 +205,7 @@ def galaxy_figures(results_dir: str | Path = "results") -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stellarnet.galaxy_figures [RESULTS_DIR]``."""
+    """``python -m stellarnet.viz.galaxy [RESULTS_DIR]``."""
     argv = sys.argv[1:] if argv is None else argv
     paths = galaxy_figures(argv[0] if argv else "results")
     for path in paths:

@@ -16,9 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_write
-from .saved import SavedResults, dead_units, describe_dead, lr_label, network_loss
-from .tables import MAX_COLUMNS, Table, history_tables, markdown_table, numeric_columns
+from stellarnet.files import atomic_write
+from stellarnet.results.saved import SavedResults, dead_units, describe_dead, lr_label, network_loss
+from stellarnet.viz.tables import (
+    MAX_COLUMNS,
+    Table,
+    history_tables,
+    markdown_table,
+    numeric_columns,
+)
 
 REPORT_ROWS = 50
 """Longer histories are shown in the report every k-th epoch (the exports hold every row)."""

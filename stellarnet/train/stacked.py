@@ -7,9 +7,9 @@ a committee of K networks that differ in initial weights (seeds) or bootstrap sa
 (``sample_weight`` rows of bootstrap counts).
 
 Every sum is taken in the order Keras' Dense layers take it and the optimizer is the same
-:class:`stellarnet.optimizers.Optimizer` (with one learning rate per member), so each
-member's numbers equal a separate :func:`stellarnet.training.train` run (bit for bit on the 2-core
-CPU we measured, for ReLU and linear units; tanh and sigmoid may differ in the last bit).
+:class:`stellarnet.train.optimizers.Optimizer` (with one learning rate per member), so each
+member's numbers equal a separate :func:`stellarnet.train.recorder.train` run (bit for bit
+on the 2-core CPU we measured, for ReLU and linear units; tanh and sigmoid may differ in the last bit).
 
 Two formulations, chosen by the architecture:
 
@@ -20,7 +20,7 @@ nets)
     its gradients are a column sum and one matmul, TensorFlow's fastest kernels. The
     per-member output sum is taken in the order of Keras' matmul (:func:`unit_sums`) and the
     backward pass is written out with the ops TensorFlow's gradients use (the loss gradient
-    too, as :mod:`stellarnet.backprop`, except for bootstrap weights). A member's output
+    too, as :mod:`stellarnet.train.backprop`, except for bootstrap weights). A member's output
     gradient is spread over its units' columns by a matmul with one non-zero term per sum
     (exact; :meth:`StackedRecorder.spread`). No ``tf.tile`` and no ``[K, n, width]``
     broadcasting, which cost several times more. The parameters stay in this unit-major
@@ -53,12 +53,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backprop import ACTIVATIONS, activate, activation_gradient, mse_gradient
-from .errors import ConfigError
-from .history import column_name
-from .optimizers import Optimizer
-from .params import Layers
-from .training import DEFAULT_RECORD, history_frame
+from stellarnet.errors import ConfigError
+from stellarnet.params import Layers
+from stellarnet.results.history import column_name
+from stellarnet.train.backprop import ACTIVATIONS, activate, activation_gradient, mse_gradient
+from stellarnet.train.optimizers import Optimizer
+from stellarnet.train.recorder import DEFAULT_RECORD, history_frame
 
 GROUP_BYTES = 512 * 1024
 """Largest hidden-layer array (``[n, width * k]`` float32) of a group by default, a quarter of
@@ -81,7 +81,7 @@ def default_groups(members: int, member_floats: int, cores: int) -> int:
 
 
 class StackedRecorder:
-    """A :class:`~stellarnet.training.Recorder` for K stacked members.
+    """A :class:`~stellarnet.train.recorder.Recorder` for K stacked members.
 
     The graph records one flat row per epoch; :meth:`host_rows` turns rows into history rows
     of shape ``[K, n_columns - 1]`` and :meth:`frame` those into the long history table with
@@ -103,7 +103,7 @@ class StackedRecorder:
         Per-member weights of the samples in the loss (e.g. bootstrap counts); the loss is
         the weighted mean. None: every sample once.
     record : tuple of str
-        Record groups, as for :func:`~stellarnet.training.train`.
+        Record groups, as for :func:`~stellarnet.train.recorder.train`.
     groups : int, optional
         Number of independent sub-graphs the members are split into (contiguous, sizes
         differing by at most one). Default: :func:`default_groups` (for the HR net on 2
@@ -113,12 +113,12 @@ class StackedRecorder:
 
     executor = ""
     """TensorFlow's default executor, which runs the member groups side by side (the single-
-    threaded one of :attr:`stellarnet.training.Recorder.executor` made 8 members 1.6x
+    threaded one of :attr:`stellarnet.train.recorder.Recorder.executor` made 8 members 1.6x
     slower)."""
 
     grappler_iterations = 1
     """Grappler rewrites the stacked graph: on the default executor it pays (unlike a single
-    run's, :attr:`stellarnet.training.Recorder.grappler_iterations`). Without it, measured
+    run's, :attr:`stellarnet.train.recorder.Recorder.grappler_iterations`). Without it, measured
     (2000 epochs, 2 x 3 runs): 8 members 0.85-0.90 s instead of 0.80 s, 32 members
     2.17-2.28 s instead of 1.80-1.89 s. One round of its passes does as well as TensorFlow's
     two at steady state and costs less at the first call (4 runs each): 8 members 37-42 ms
@@ -481,7 +481,7 @@ class StackedRecorder:
         return tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
 
     def state(self) -> tuple[Any, ...]:
-        """The optimizer's state (see :class:`~stellarnet.optimizers.Optimizer`) with the
+        """The optimizer's state (see :class:`~stellarnet.train.optimizers.Optimizer`) with the
         parameters and moments split by group: ``(iterations, thetas, *moments)``, tuples of
         one tensor per group. Each group then updates its own parameters, and a group can run
         ahead of the others in the traced loop instead of waiting for them every epoch."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import CatalogError, ConfigError
+from stellarnet.errors import CatalogError, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -23,20 +23,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .catalogs import PROJECT_ROOT, read_catalog_csv
-from .datasets import ColumnSpec, Dataset, invert_transforms, make_dataset
-from .errors import CatalogError, StellarnetError
-from .files import sha256_file
-from .history import HISTORY_CSV, HISTORY_PARQUET, column_name, load_history
-from .params import Layers, forward, layers_from_row, parameter_names
+from stellarnet.data.catalogs import PROJECT_ROOT, read_catalog_csv
+from stellarnet.data.datasets import ColumnSpec, Dataset, invert_transforms, make_dataset
+from stellarnet.errors import CatalogError, StellarnetError
+from stellarnet.files import sha256_file
+from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, column_name, load_history
+from stellarnet.params import Layers, forward, layers_from_row, parameter_names
 
-RUN_JSON = "run.json"  # the name stellarnet.runs writes (not imported: runs imports TensorFlow)
+RUN_JSON = "run.json"  # the name stellarnet.runs.experiment writes (not imported: runs imports TensorFlow)
 
 LOSS_FUNCTIONS = {
     "mse": lambda y, yhat: float(np.mean((y - yhat) ** 2)),
     "half_mse": lambda y, yhat: float(0.5 * np.mean((y - yhat) ** 2)),
 }
-"""The training losses (:mod:`stellarnet.training`) in numpy, float64."""
+"""The training losses (:mod:`stellarnet.train.recorder`) in numpy, float64."""
 
 
 @dataclass

@@ -5,7 +5,7 @@
     y = 5 + 3 sin(2 pi f1) + 4 f2 f3 - 6 (f4 - 0.4)^2 + N(0, 0.3)
 
 (N = 800 rows, seed 0), the four-band bolometric-magnitude exercise of the course notebooks.
-It is not an astronomical measurement. ``python -m stellarnet.synthetic`` writes it to
+It is not an astronomical measurement. ``python -m stellarnet.data.synthetic`` writes it to
 ``catalogs/synthetic_bolometric_4band.csv`` with a provenance JSON that says so.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .catalogs import CATALOG_DIR
-from .files import atomic_write, sha256_file, write_json
+from stellarnet.data.catalogs import CATALOG_DIR
+from stellarnet.files import atomic_write, sha256_file, write_json
 
 BOLOMETRIC_FORMULA = "y = 5 + 3 sin(2 pi f1) + 4 f2 f3 - 6 (f4 - 0.4)^2 + N(0, 0.3)"
 
@@ -50,7 +50,7 @@ def write_bolometric_4band(
             "description": "SYNTHETIC data, not a measurement: " + BOLOMETRIC_FORMULA,
             "synthetic": True,
             "generator": {
-                "function": "stellarnet.synthetic.bolometric_4band",
+                "function": "stellarnet.data.synthetic.bolometric_4band",
                 "rows": rows,
                 "seed": seed,
                 "noise": noise,

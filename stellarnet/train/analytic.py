@@ -1,7 +1,7 @@
 """Backpropagation by hand: the forward and backward pass of a one-hidden-layer net in numpy.
 
 This is the derivation the assignment asks for, written out so that a student can check it
-against TensorFlow's autodiff (``stellarnet check-gradients``, :mod:`stellarnet.gradcheck`).
+against TensorFlow's autodiff (``stellarnet check-gradients``, :mod:`stellarnet.runs.gradcheck`).
 For a batch of ``n`` samples ``x`` (``n`` x ``n_in``) and targets ``y`` (``n`` x ``n_out``)::
 
     z1   = x @ W1 + b1                 hidden pre-activations          (n, H)
@@ -31,7 +31,7 @@ ReLU at z = 0
     matters in practice, e.g. for a min-max normalised input of exactly 0 with zero biases.
 
 Gradients are float64 and named like the history columns (``g^{l}_{i}``, ``gb^{l}_{i}``; see
-:mod:`stellarnet.history`). This module does not import TensorFlow.
+:mod:`stellarnet.results.history`). This module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
-from .history import PARAMETER_KINDS, column_name
-from .params import ACTIVATION_FUNCTIONS, Layers
+from stellarnet.errors import ConfigError
+from stellarnet.params import ACTIVATION_FUNCTIONS, Layers
+from stellarnet.results.history import PARAMETER_KINDS, column_name
 
 LOSS_FACTORS = {"mse": 1.0, "half_mse": 0.5}
 """The loss is ``factor * mean((yhat - y)^2)``: Keras MeanSquaredError, or half of it."""

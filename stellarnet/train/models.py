@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from stellarnet.errors import ConfigError
 
 if TYPE_CHECKING:
     import keras

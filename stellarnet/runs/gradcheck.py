@@ -1,9 +1,9 @@
 """``stellarnet check-gradients``: hand-derived gradients against TensorFlow's autodiff.
 
 For an experiment's model and data, :func:`check_gradients` trains a few full-batch epochs
-with the recorded loop (:func:`stellarnet.training.train`) and, at the parameters of every
+with the recorded loop (:func:`stellarnet.train.recorder.train`) and, at the parameters of every
 history row (row 0: the initial model; row k: after k updates), compares the hand-derived
-gradients of :mod:`stellarnet.analytic` with
+gradients of :mod:`stellarnet.train.analytic` with
 
 ``tape float64``
     ``tf.GradientTape`` gradients of a float64 copy of the model holding those parameters,
@@ -11,7 +11,7 @@ gradients of :mod:`stellarnet.analytic` with
     a difference above ``tolerance`` (default 1e-6) means the derivation is wrong.
 ``recorded float32``
     The gradients the training run itself recorded in row k + 1, which were computed with
-    row k's parameters (:mod:`stellarnet.history`), in float32. They differ from the exact
+    row k's parameters (:mod:`stellarnet.results.history`), in float32. They differ from the exact
     values by float32 rounding (about 1e-7 to 1e-5 relative, growing with the batch), so
     they are held to the looser ``tolerance_float32``; a larger difference means the
     recording (or the row alignment) is wrong.
@@ -39,11 +39,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .analytic import DERIVATIVES, LOSS_FACTORS, Backprop, backprop
-from .config import ExperimentConfig
-from .errors import ConfigError
-from .history import PARAMETER_KINDS, column_name, parse_column
-from .params import Layers, layers_from_row
+from stellarnet.errors import ConfigError
+from stellarnet.params import Layers, layers_from_row
+from stellarnet.results.history import PARAMETER_KINDS, column_name, parse_column
+from stellarnet.runs.config import ExperimentConfig
+from stellarnet.train.analytic import DERIVATIVES, LOSS_FACTORS, Backprop, backprop
 
 if TYPE_CHECKING:
     import keras
@@ -78,7 +78,7 @@ def tape_gradients(
     import keras
     import tensorflow as tf
 
-    from .models import dense_parameters, set_model_layers
+    from stellarnet.train.models import dense_parameters, set_model_layers
 
     set_model_layers(model, layers)
     dtype = model.layers[-1].kernel.dtype
@@ -107,7 +107,7 @@ def gradient_scale(
 ) -> dict[str, float]:
     """The size scale S of each gradient entry, named like the gradients.
 
-    The backward pass of :func:`stellarnet.analytic.backprop` with absolute values: the
+    The backward pass of :func:`stellarnet.train.analytic.backprop` with absolute values: the
     error ``yhat - y`` becomes the magnitude of the numbers it is computed from, ``|y| +
     |yhat| + |a1| @ |W2| + |b2|``, and every weight, activation and derivative its absolute
     value. Rounding a gradient computed in floating point changes it by a few units of the
@@ -233,7 +233,7 @@ class GradientCheck:
             lines.append(f"  {group:<6} {size:>4}   {cells[0]}   {cells[1]}")
         lines.append(
             "  (max rel: largest difference / largest size scale S of the group, "
-            "see stellarnet.gradcheck)"
+            "see stellarnet.runs.gradcheck)"
         )
         failures = self.failures()
         if failures:
@@ -274,9 +274,9 @@ def check_gradients(
     TrainingDiverged
         If the few epochs of training diverge.
     """
-    from .models import build_model, set_model_layers
-    from .runs import load_data
-    from .training import train
+    from stellarnet.runs.experiment import load_data
+    from stellarnet.train.models import build_model, set_model_layers
+    from stellarnet.train.recorder import train
 
     spec, sizes = config.model, config.model.layer_sizes
     if len(spec.hidden) != 1:

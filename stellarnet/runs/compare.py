@@ -2,7 +2,7 @@
 
 ``stellarnet compare <experiment>`` trains the config's network exactly as
 ``stellarnet experiment`` does, fits the baselines on the same training rows, optionally
-trains a committee (:mod:`stellarnet.committee`), and scores every model on the config's
+trains a committee (:mod:`stellarnet.runs.committee`), and scores every model on the config's
 test rows, in the units of the transformed target (e.g. log10 Teff):
 
 ``network``
@@ -30,7 +30,7 @@ Results, in ``results/<experiment>/compare/``:
 ``pred_vs_true_<model>.png``
     Predicted vs true per model, drawn from ``predictions.csv`` and ``metrics.csv`` alone.
 ``compare.json``
-    The run record (:func:`stellarnet.runs.run_record`: config, seed, catalog checksum,
+    The run record (:func:`stellarnet.runs.experiment.run_record`: config, seed, catalog checksum,
     versions) plus the comparison: metrics per model, the choice of k, the committee.
 ``network/``
     The network's run folder, as ``stellarnet experiment`` writes it.
@@ -50,12 +50,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig
-from .datasets import Dataset
-from .errors import ConfigError
-from .files import atomic_write, staged_folder, write_json
-from .metrics import regression_metrics
-from .runs import (
+from stellarnet.data.datasets import Dataset
+from stellarnet.errors import ConfigError
+from stellarnet.files import atomic_write, staged_folder, write_json
+from stellarnet.runs.config import ExperimentConfig
+from stellarnet.runs.experiment import (
     RunResult,
     check_not_exists,
     check_replace,
@@ -65,6 +64,7 @@ from .runs import (
     train_config,
     write_run_files,
 )
+from stellarnet.runs.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -261,9 +261,9 @@ def run_compare(
     ResultsExist
         If the folder holds results and ``force`` is False (checked before training).
     """
-    from .committee import MIN_MEMBERS, train_committee
-    from .history import save_history
-    from .models import build_model
+    from stellarnet.results.history import save_history
+    from stellarnet.runs.committee import MIN_MEMBERS, train_committee
+    from stellarnet.train.models import build_model
 
     if committee and committee < MIN_MEMBERS:
         raise ConfigError(f"a committee needs at least {MIN_MEMBERS} members, got {committee}")
@@ -351,7 +351,7 @@ def write_comparison(
 def prediction_figures(folder: str | Path) -> list[Path]:
     """Draw ``pred_vs_true_<model>.png`` for every model of a compare folder, from its saved
     ``predictions.csv``, ``metrics.csv`` and ``compare.json`` alone; return the paths."""
-    from .plotting import new_figure, save_figure, style
+    from stellarnet.viz.style import new_figure, save_figure, style
 
     folder = Path(folder)
     frame = pd.read_csv(folder / PREDICTIONS_CSV)

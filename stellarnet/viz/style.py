@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .files import atomic_write
+from stellarnet.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -96,7 +96,7 @@ def save_figure(fig: Figure, folder: str | Path, stem: str) -> Path:
 def math_name(name: str) -> str:
     """A history column as mathtext/LaTeX: ``w^1_3`` -> ``$w^{1}_{3}$``, ``gb^1_3`` ->
     ``${g_b}^{1}_{3}$``; other names unchanged."""
-    from .history import parse_column
+    from stellarnet.results.history import parse_column
 
     parsed = parse_column(name)
     if parsed is None:

@@ -2,8 +2,8 @@
 catalog named in ``run.json``, checked by its sha256), never from live training state, so
 any figure can be regenerated from ``results/`` alone, identically.
 
-Each figure has a ``plot_*`` function that draws it from a :class:`~stellarnet.saved.SavedResults`
-and returns the :class:`~matplotlib.figure.Figure` (no files, handy in a notebook or a test),
+Each figure has a ``plot_*`` function that draws it from a
+:class:`~stellarnet.results.saved.SavedResults` and returns the :class:`~matplotlib.figure.Figure` (no files, handy in a notebook or a test),
 and a ``*_figure`` function that takes a results folder and writes ``<name>.png`` and
 ``<name>.pdf`` into it. :func:`regenerate` writes every figure, table and the report of one
 folder; ``stellarnet figures`` calls it for each run and sweep it finds.
@@ -34,20 +34,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .datasets import ColumnSpec, transform_column, valid_rows
-from .errors import StellarnetError
-from .params import forward
-from .plotting import (
-    WIDE,
-    axis_label,
-    loss_label,
-    lr_color,
-    math_name,
-    new_figure,
-    save_figure,
-    style,
-)
-from .saved import (
+from stellarnet.data.datasets import ColumnSpec, transform_column, valid_rows
+from stellarnet.errors import StellarnetError
+from stellarnet.params import forward
+from stellarnet.results.saved import (
     SavedResults,
     dead_units,
     describe_dead,
@@ -56,6 +46,16 @@ from .saved import (
     log_space,
     lr_label,
     network_loss,
+)
+from stellarnet.viz.style import (
+    WIDE,
+    axis_label,
+    loss_label,
+    lr_color,
+    math_name,
+    new_figure,
+    save_figure,
+    style,
 )
 
 if TYPE_CHECKING:
@@ -380,7 +380,7 @@ def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters
     """
     from matplotlib import colormaps
 
-    from .params import parameter_names
+    from stellarnet.params import parameter_names
 
     kinds = KINDS[which]
     history = results.histories[lr]
@@ -479,11 +479,11 @@ def regenerate(
     StellarnetError
         If the folder is not a results folder, or the catalog is missing or changed.
     """
-    from .galaxy_figures import fit_figure, loss_steps_figure
-    from .landscape import landscape_figure
-    from .network import network_animation, network_figure
-    from .report import write_report
-    from .tables import write_tables
+    from stellarnet.viz.galaxy import fit_figure, loss_steps_figure
+    from stellarnet.viz.landscape import landscape_figure
+    from stellarnet.viz.network import network_animation, network_figure
+    from stellarnet.viz.report import write_report
+    from stellarnet.viz.tables import write_tables
 
     results = load_results(folder, catalog)
     results.dataset()  # check the catalog first: fail before writing anything

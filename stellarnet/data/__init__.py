@@ -1,0 +1,1 @@
+"""Catalogs (shipped, cached, fetched from VizieR), their provenance, datasets and transforms."""

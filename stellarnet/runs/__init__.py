@@ -1,0 +1,1 @@
+"""Experiments: configs, single runs, sweeps, committees, comparisons, gradient checks."""

@@ -1,0 +1,2 @@
+"""Model factory and the recorded training loop: the recorders, optimizers and backprop
+written out, and the engine that runs their epochs."""

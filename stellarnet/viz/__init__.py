@@ -1,0 +1,1 @@
+"""Figures, tables and reports, drawn from saved results only (no TensorFlow)."""
