@@ -43,7 +43,7 @@ from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError
 from stellarnet.params import Layers, forward
 from stellarnet.runs.config import ExperimentConfig
-from stellarnet.runs.sweep import stackable, train_stacked
+from stellarnet.runs.sweep import stackable
 
 log = logging.getLogger(__name__)
 
@@ -206,12 +206,15 @@ def _train_stacked(
     counts: np.ndarray,
     progress: bool,
 ) -> tuple[list[Layers], pd.DataFrame]:
+    from stellarnet.train.stacked import train_stacked
+
     spec = config.training
     recorder, history = train_stacked(
-        config,
-        dataset,
         initial_layers(config, seeds),
+        dataset.x,
+        dataset.y,
         [spec.learning_rate] * len(seeds),
+        **config.stacked_options(),
         sample_weight=counts,
         progress=progress,
         context=f"committee of {len(seeds)}, optimizer {spec.optimizer}, "

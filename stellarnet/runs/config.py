@@ -160,6 +160,19 @@ class ExperimentConfig:
             config = dataclasses.replace(config, catalog_path=Path(catalog_path))
         return config
 
+    def stacked_options(self) -> dict[str, Any]:
+        """The net and training settings :func:`stellarnet.train.stacked.train_stacked` takes."""
+        spec = self.training
+        return {
+            "epochs": spec.epochs,
+            "activation": self.model.activation,
+            "output_activation": self.model.output_activation,
+            "optimizer": spec.optimizer,
+            "loss": spec.loss,
+            "record": spec.record,
+            "record_every": spec.record_every,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as recorded in ``run.json``."""
         return {

@@ -49,7 +49,7 @@ from stellarnet.runs.experiment import (
     train_config,
     write_run_files,
 )
-from stellarnet.train.recorder import check_learning_rate, run_epochs
+from stellarnet.train.recorder import check_learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -85,49 +85,6 @@ def initial_members(config: ExperimentConfig, count: int, init: str) -> list[Lay
     raise ConfigError(f"init must be 'same' or 'notebook', got {init!r}")
 
 
-def train_stacked(
-    config: ExperimentConfig,
-    dataset: Dataset,
-    members: Sequence[Layers],
-    learning_rates: Sequence[float],
-    *,
-    sample_weight: Any = None,
-    jit_compile: bool = False,
-    progress: bool = False,
-    context: str = "",
-) -> tuple[Any, pd.DataFrame]:
-    """Train ``members`` (initial layers) of the config's net together in one compiled graph.
-
-    Returns the :class:`~stellarnet.train.stacked.StackedRecorder` (for the trained layers) and the
-    long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap counts.
-    """
-    from stellarnet.train.stacked import StackedRecorder
-
-    spec = config.training
-    recorder = StackedRecorder(
-        members,
-        dataset.x,
-        dataset.y,
-        learning_rates,
-        config.model.activation,
-        config.model.output_activation,
-        spec.optimizer,
-        spec.loss,
-        sample_weight=sample_weight,
-        record=spec.record,
-    )
-    rows, epochs = run_epochs(
-        recorder,
-        spec.epochs,
-        engine="graph",
-        record_every=spec.record_every,
-        jit_compile=jit_compile,
-        progress=progress,
-        context=context,
-    )
-    return recorder, recorder.frame(rows, epochs)
-
-
 def train_sweep(
     config: ExperimentConfig,
     dataset: Dataset,
@@ -155,6 +112,7 @@ def train_sweep(
         Show a progress bar over epochs (vectorised) or runs and epochs (sequential).
     """
     from stellarnet.train.models import build_model, set_model_layers
+    from stellarnet.train.stacked import train_stacked
 
     rates = [check_learning_rate(lr) for lr in learning_rates]
     if len(set(rates)) != len(rates):
@@ -166,10 +124,11 @@ def train_sweep(
         vectorize = False
     if vectorize:
         recorder, long = train_stacked(
-            config,
-            dataset,
             members,
+            dataset.x,
+            dataset.y,
             rates,
+            **config.stacked_options(),
             jit_compile=jit_compile,
             progress=progress,
             context=f"optimizer {spec.optimizer}, learning rates {rates}",

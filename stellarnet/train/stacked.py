@@ -58,7 +58,7 @@ from stellarnet.params import Layers
 from stellarnet.results.history import column_name
 from stellarnet.train.backprop import ACTIVATIONS, activate, activation_gradient, mse_gradient
 from stellarnet.train.optimizers import Optimizer
-from stellarnet.train.recorder import DEFAULT_RECORD, history_frame
+from stellarnet.train.recorder import DEFAULT_RECORD, history_frame, run_epochs
 
 GROUP_BYTES = 512 * 1024
 """Largest hidden-layer array (``[n, width * k]`` float32) of a group by default, a quarter of
@@ -541,3 +541,53 @@ def unit_sums(products: Any, width: int, members: int) -> Any:
     import tensorflow as tf
 
     return tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)
+
+
+def train_stacked(
+    members: Sequence[Layers],
+    x: np.ndarray,
+    y: np.ndarray,
+    learning_rates: Sequence[float],
+    *,
+    epochs: int,
+    activation: str = "relu",
+    output_activation: str = "linear",
+    optimizer: str = "adam",
+    loss: str = "mse",
+    record: tuple[str, ...] = DEFAULT_RECORD,
+    record_every: int = 1,
+    sample_weight: np.ndarray | None = None,
+    jit_compile: bool = False,
+    progress: bool = False,
+    context: str = "",
+) -> tuple[StackedRecorder, pd.DataFrame]:
+    """Train ``members`` (initial layers of one architecture) together in one compiled graph,
+    member k at ``learning_rates[k]``, for ``epochs`` full-batch epochs.
+
+    Returns the :class:`StackedRecorder` (for the trained layers, :meth:`final_layers`) and
+    the long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap
+    counts. The other arguments are those of :class:`StackedRecorder` and
+    :func:`~stellarnet.train.engine.run_epochs`.
+    """
+    recorder = StackedRecorder(
+        members,
+        x,
+        y,
+        learning_rates,
+        activation,
+        output_activation,
+        optimizer,
+        loss,
+        sample_weight=sample_weight,
+        record=record,
+    )
+    rows, epoch_numbers = run_epochs(
+        recorder,
+        epochs,
+        engine="graph",
+        record_every=record_every,
+        jit_compile=jit_compile,
+        progress=progress,
+        context=context,
+    )
+    return recorder, recorder.frame(rows, epoch_numbers)

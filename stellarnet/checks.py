@@ -1,0 +1,63 @@
+"""Argument checks written once, used at every boundary (configs, the library, the CLI).
+
+Each returns the checked value or raises :class:`~stellarnet.errors.ConfigError` with a
+message that names the setting and the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stellarnet.errors import ConfigError
+
+MAX_SEED = 2**32 - 1
+"""Largest seed ``keras.utils.set_random_seed`` (numpy) accepts."""
+
+
+def is_int(value: object) -> bool:
+    """True for an ``int`` that is not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an integer in ``[minimum, maximum]``, else raise ConfigError."""
+    if is_int(value) and value >= minimum and (maximum is None or value <= maximum):
+        return value
+    if maximum is not None:
+        wanted = f"an integer from {minimum} to {maximum}"
+    elif minimum == 1:
+        wanted = "a positive integer"
+    else:
+        wanted = f"an integer >= {minimum}"
+    raise ConfigError(f"{name} must be {wanted}, got {value!r}")
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an integer >= 1, else raise ConfigError naming ``name``."""
+    return check_int(value, name, minimum=1)
+
+
+def check_seed(seed: object) -> int:
+    """Return ``seed`` or raise ConfigError unless it is an integer in [0, 2**32 - 1]."""
+    return check_int(seed, "seed", minimum=0, maximum=MAX_SEED)
+
+
+def check_learning_rate(learning_rate: Any) -> float:
+    """Return ``learning_rate`` as a float, or raise ConfigError unless it is finite and > 0."""
+    if isinstance(learning_rate, bool):
+        raise ConfigError(f"learning rate must be a number, got {learning_rate!r}")
+    try:
+        value = float(learning_rate)
+    except (TypeError, ValueError):
+        raise ConfigError(f"learning rate must be a number, got {learning_rate!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"learning rate must be finite and > 0, got {learning_rate!r}")
+    return value
+
+
+def check_choice(value: object, name: str, known: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``known``, else raise ConfigError listing them."""
+    if value not in known:
+        raise ConfigError(f"{name} must be one of {list(known)}, got {value!r}")
+    return value  # type: ignore[return-value]
