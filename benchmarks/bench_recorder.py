@@ -49,10 +49,10 @@ IMPORT_TF = (
 MEMORY_RUN = """
 import resource, time, numpy as np
 from stellarnet.train.models import ModelSpec, build_model
-from stellarnet.train.recorder import train
+from stellarnet.train.loop import train
 x = np.random.default_rng(0).uniform(size=(800, 4)).astype(np.float32)  # SYNTHETIC inputs
 y = x.sum(axis=1, keepdims=True).astype(np.float32)
-model = build_model(ModelSpec(inputs=4, hidden=(16, 16)))
+model = build_model(ModelSpec(inputs=4, hidden=(16, 16)), seed=0)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 history = train(model, x, y, learning_rate=1e-3, epochs=10_000)
@@ -112,21 +112,22 @@ def fit_with_callback(model, x, y, epochs: int, learning_rate: float = 0.1) -> l
     return weights
 
 
-def fixed_costs(spec, x, y) -> tuple[float, float, float]:
+def fixed_costs(spec, seed, x, y) -> tuple[float, float, float]:
     """Seconds to build the model, trace the graph engine's function and make its first
     call (setting up the graph, one epoch): what a graph run pays before its epochs."""
     import tensorflow as tf
 
     from stellarnet.train.models import build_model
-    from stellarnet.train.recorder import Recorder, _call_options, compile_epochs
+    from stellarnet.train.recorder import Recorder
+    from stellarnet.train.engine import compile_epochs
 
     started = time.perf_counter()
-    model = build_model(spec)
+    model = build_model(spec, seed)
     built = time.perf_counter()
     recorder = Recorder(model, x, y, "adam", 0.1)
-    run = compile_epochs(recorder, record_every=1)
+    run = compile_epochs(recorder, 1, recorder.default_policy)
     one = (recorder.state(), recorder.data, tf.constant(0), tf.constant(1), tf.constant(1))
-    with _call_options(recorder.executor, recorder.grappler_iterations):  # as a run makes them
+    with recorder.default_policy.call_options():  # as a run makes them
         run.get_concrete_function(*one)
         traced = time.perf_counter()
         run(*one)[1].numpy()
@@ -148,25 +149,32 @@ def main() -> None:
     settings = ", ".join(f"{k}={v}" for k, v in tfsettings.current().items())
     print(f"{settings}, {os.cpu_count()} cores")
 
-    from stellarnet.data.catalogs import GAIA_DR2_HR, load_catalog
     from stellarnet.data.datasets import make_dataset
+    from stellarnet.data.loading import load_catalog
+    from stellarnet.data.registry import GAIA_DR2_HR
     from stellarnet.runs.config import load_experiment
     from stellarnet.runs.sweep import train_sweep
     from stellarnet.train import recorder as training
     from stellarnet.train.models import HR_NET, build_model
-    from stellarnet.train.recorder import GRAPH_MIN_EPOCHS, train
+    from stellarnet.train.engine import ExecutionPolicy
+    from stellarnet.train.loop import train
 
     config = load_experiment("hr_relation")
     catalog = load_catalog(GAIA_DR2_HR, offline=True)
     data = make_dataset(catalog.frame, config.features, config.target, seed=config.seed)
     x, y = data.x, data.y
+
+    def hr_net():
+        """The HR net with the initial weights of the experiment's seed."""
+        return build_model(HR_NET, config.seed)
+
     print(
         f"data: {catalog.path.name}, {len(y)} rows; 1-6-1 ReLU net, Adam, full batch; "
-        f"engine 'auto' traces a graph from {GRAPH_MIN_EPOCHS} epochs"
+        f"engine 'auto' traces a graph from {ExecutionPolicy.graph_min_epochs} epochs"
     )
     # Warm-up: TF start-up and first-use costs are not part of any timing below.
-    build_model(HR_NET)
-    train_sweep(config.with_overrides(epochs=GRAPH_MIN_EPOCHS), data, [0.1, 0.2])
+    hr_net()
+    train_sweep(config.with_overrides(epochs=ExecutionPolicy.graph_min_epochs), data, [0.1, 0.2])
 
     lengths = (10, 200) if args.quick else (10, 200, 2000)
 
@@ -176,7 +184,7 @@ def main() -> None:
         if not reuse:
             training._traced_runs.clear()
         return best_of(
-            1, lambda: train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=n_epochs)
+            1, lambda: train(hr_net(), x, y, learning_rate=0.1, epochs=n_epochs)
         )
 
     print(
@@ -188,10 +196,10 @@ def main() -> None:
         "repeat run vs eager / fit"
     )
     for epochs in lengths:
-        eager = best_of(args.repeat, lambda e=epochs: notebook_loop(build_model(HR_NET), x, y, e))
+        eager = best_of(args.repeat, lambda e=epochs: notebook_loop(hr_net(), x, y, e))
         first = min(ours(epochs, reuse=False) for _ in range(args.repeat))
         repeat = min(ours(epochs) for _ in range(args.repeat))
-        fit = best_of(args.repeat, lambda e=epochs: fit_with_callback(build_model(HR_NET), x, y, e))
+        fit = best_of(args.repeat, lambda e=epochs: fit_with_callback(hr_net(), x, y, e))
         print(
             f"  {epochs:5d} {eager / epochs * 1e3:9.3f} {first / epochs * 1e3:8.3f} "
             f"{repeat / epochs * 1e3:8.3f} {fit / epochs * 1e3:8.3f}   "
@@ -213,7 +221,7 @@ def main() -> None:
         f"epoch, {fit / epochs / marginal:.0f}x model.fit's"
     )
 
-    costs = [fixed_costs(HR_NET, x, y) for _ in range(3)]
+    costs = [fixed_costs(HR_NET, config.seed, x, y) for _ in range(3)]
     build, trace, first_call = (min(c) for c in zip(*costs, strict=True))
     print(
         f"  fixed costs of a first graph run: model build {build * 1e3:.0f} ms, tracing "
@@ -224,7 +232,7 @@ def main() -> None:
     def xla(n_epochs: int) -> tuple[float, Any]:
         started = time.perf_counter()
         history = train(
-            build_model(HR_NET), x, y, learning_rate=0.1, epochs=n_epochs, jit_compile=True
+            hr_net(), x, y, learning_rate=0.1, epochs=n_epochs, jit_compile=True
         )
         return time.perf_counter() - started, history
 
@@ -232,7 +240,7 @@ def main() -> None:
     xla_first, xla_history = xla(epochs)
     xla_repeat = min(xla(epochs)[0] for _ in range(args.repeat))
     xla_double = min(xla(2 * epochs)[0] for _ in range(args.repeat))
-    default = train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=epochs)
+    default = train(hr_net(), x, y, learning_rate=0.1, epochs=epochs)
     columns = [c for c in default.columns if c != "epoch"]
     drift = np.nanmax(np.abs(xla_history[columns].to_numpy() - default[columns].to_numpy()))
     print(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stellarnet.errors import ConfigError
-from stellarnet.results.history import column_name, parameter_columns
+from stellarnet.schema import column_name, parameter_columns
 
 ACTIVATION_FUNCTIONS = {
     "relu": lambda z: np.maximum(z, 0.0),

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.data.catalogs import load_catalog
 from stellarnet.data.datasets import make_dataset
+from stellarnet.data.loading import load_catalog
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.runs.config import load_experiment
 from stellarnet.train.models import HR_NET, ModelSpec, build_model, model_layers
-from stellarnet.train.recorder import Recorder, compile_epochs, run_epochs, train
+from stellarnet.train.recorder import Recorder
+from stellarnet.train.engine import ExecutionPolicy, compile_epochs, run_epochs
+from stellarnet.train.loop import train
+
+SEED = 1453
+"""The HR experiment's seed (``experiments/hr_relation.toml``): initial weights of the runs here."""
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,7 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
     import tensorflow as tf
     from tensorflow.python.eager import context
 
-    from stellarnet.train.recorder import _call_options
+    from stellarnet.train.engine import _call_options
 
     def options() -> tuple[str, bytes]:
         current = context.context().function_call_options
@@ -48,7 +55,7 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
     assert not rewrites.disable_meta_optimizer
     assert rewrites.meta_optimizer_iterations == rewrites.ONE
     with pytest.raises(TrainingDiverged):
-        train(build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=1e9, epochs=40)
+        train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, learning_rate=1e9, epochs=40)
     assert options() == before
 
 
@@ -56,10 +63,10 @@ def test_without_private_call_options_grappler_keeps_its_defaults(hr_data, monke
     import tensorflow as tf
 
     kwargs = dict(learning_rate=0.1, epochs=25, engine="graph")
-    expected = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
+    expected = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, **kwargs)
     monkeypatch.setattr(tf.compat.v1, "ConfigProto", None)  # the options cannot be read
-    with caplog.at_level("DEBUG", logger="stellarnet.train.recorder"):
-        history = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
+    with caplog.at_level("DEBUG", logger="stellarnet.train.engine"):
+        history = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, **kwargs)
     assert "grappler keeps its defaults" in caplog.text
     pd.testing.assert_frame_equal(history, expected, check_exact=True)
 
@@ -67,22 +74,22 @@ def test_without_private_call_options_grappler_keeps_its_defaults(hr_data, monke
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_graph_engine_equals_eager_bit_for_bit(hr_data, optimizer):
     kwargs = dict(learning_rate=0.3, epochs=12, optimizer=optimizer)
-    eager = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="eager", **kwargs)
-    graph = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="graph", **kwargs)
+    eager = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, engine="eager", **kwargs)
+    graph = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, engine="graph", **kwargs)
     pd.testing.assert_frame_equal(eager, graph, check_exact=True)
 
 
 def test_graph_is_traced_once_across_chunks(hr_data):
     import tensorflow as tf
 
-    model = build_model(HR_NET)
+    model = build_model(HR_NET, SEED)
     recorder = Recorder(model, hr_data.x, hr_data.y, "adam", 0.1, "mse")
-    run = compile_epochs(recorder, record_every=1)
+    run = compile_epochs(recorder, 1, recorder.default_policy)
     state = recorder.state()
     for start, count in [(0, 3), (3, 5), (8, 40)]:
         chunk = (tf.constant(start), tf.constant(count), tf.constant(count))
         state, rows = run(state, recorder.data, *chunk)
-        assert rows.shape[0] == count and int(state[0]) == start + count
+        assert rows.shape[0] == count and int(state.iterations) == start + count
     assert run.experimental_get_tracing_count() == 1
 
 
@@ -91,35 +98,35 @@ def test_runs_of_one_architecture_share_a_traced_graph_that_reads_only_its_argum
     data, learning rate and initial weights: its history equals its own eager run's."""
     import keras
 
-    from stellarnet.train import recorder as training
+    from stellarnet.train import engine
 
-    training._traced_runs.clear()
+    engine._traced_runs.clear()
     x, y = hr_data.x, hr_data.y
-    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, engine="graph")
-    assert len(training._traced_runs) == 1
-    (traced,) = training._traced_runs.values()
+    train(build_model(HR_NET, SEED), x, y, learning_rate=0.1, epochs=25, engine="graph")
+    assert len(engine._traced_runs) == 1
+    (traced,) = engine._traced_runs.values()
     assert traced.captured_inputs == []  # no tensor of the first run is baked in
 
     keras.utils.set_random_seed(99)
-    other = build_model(HR_NET)
+    other = build_model(HR_NET, SEED)
     weights = other.get_weights()
     x2, y2 = x[::-1].copy(), (y + 0.5).astype(np.float32)  # same shapes, other values
     kwargs = dict(learning_rate=0.02, epochs=25, optimizer="adam")
     graph = train(other, x2, y2, engine="graph", **kwargs)
-    assert list(training._traced_runs.values()) == [traced]  # reused, not traced again
-    again = build_model(HR_NET)
+    assert list(engine._traced_runs.values()) == [traced]  # reused, not traced again
+    again = build_model(HR_NET, SEED)
     again.set_weights(weights)
     eager = train(again, x2, y2, engine="eager", **kwargs)
     pd.testing.assert_frame_equal(graph, eager, check_exact=True)
 
     # Other shapes, optimizer or record groups trace their own graph; the tape never shares.
-    train(build_model(HR_NET), x[:100], y[:100], learning_rate=0.1, epochs=25)
-    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, optimizer="sgd")
-    train(build_model(HR_NET), x, y, learning_rate=0.1, epochs=25, record=("kernels",))
-    assert len(training._traced_runs) == 4
-    train(build_model(ModelSpec(hidden=(6,), l2=1e-3)), x, y, learning_rate=0.1, epochs=25)
-    assert len(training._traced_runs) == 4
-    assert all(not run.captured_inputs for run in training._traced_runs.values())
+    train(build_model(HR_NET, SEED), x[:100], y[:100], learning_rate=0.1, epochs=25)
+    train(build_model(HR_NET, SEED), x, y, learning_rate=0.1, epochs=25, optimizer="sgd")
+    train(build_model(HR_NET, SEED), x, y, learning_rate=0.1, epochs=25, record=("kernels",))
+    assert len(engine._traced_runs) == 4
+    train(build_model(ModelSpec(hidden=(6,), l2=1e-3), SEED), x, y, learning_rate=0.1, epochs=25)
+    assert len(engine._traced_runs) == 4
+    assert all(not run.captured_inputs for run in engine._traced_runs.values())
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -131,7 +138,7 @@ def test_written_out_optimizers_equal_keras_optimizers(hr_data, optimizer):
     from stellarnet.train.models import dense_parameters
 
     history = train(
-        build_model(HR_NET),
+        build_model(HR_NET, SEED),
         hr_data.x,
         hr_data.y,
         learning_rate=0.3,
@@ -139,7 +146,7 @@ def test_written_out_optimizers_equal_keras_optimizers(hr_data, optimizer):
         optimizer=optimizer,
         engine="graph",
     )
-    model = build_model(HR_NET)
+    model = build_model(HR_NET, SEED)
     variables = [v for _, _, v in dense_parameters(model)]
     keras_optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[optimizer](0.3)
     loss_fn = keras.losses.MeanSquaredError()
@@ -180,11 +187,11 @@ def test_written_out_backprop_equals_the_tape_bit_for_bit(
     histories = []
     for tape, engine in [(True, "eager"), (False, "eager"), (False, "graph")]:
         recorder = Recorder(
-            build_model(spec), x, y, optimizer, 0.05, loss, record, batch_size=batch_size
+            build_model(spec, SEED), x, y, optimizer, 0.05, loss, record, batch_size=batch_size
         )
         assert recorder.use_tape is False
         recorder.use_tape = tape
-        rows, epochs = run_epochs(recorder, 15, engine=engine)
+        rows, epochs = run_epochs(recorder, 15, ExecutionPolicy(engine=engine))
         histories.append(recorder.frame(rows, epochs))
     pd.testing.assert_frame_equal(histories[0], histories[1], check_exact=True)
     if batch_size is None:  # mini-batch graph epochs agree to ~1e-7 (see the test below)
@@ -194,8 +201,8 @@ def test_written_out_backprop_equals_the_tape_bit_for_bit(
 def test_nets_with_penalties_dropout_or_other_activations_use_the_tape(hr_data):
     import keras
 
-    models = [build_model(ModelSpec(hidden=(6,), l2=1e-3))]
-    models.append(build_model(ModelSpec(hidden=(6,), dropout=0.2)))
+    models = [build_model(ModelSpec(hidden=(6,), l2=1e-3), SEED)]
+    models.append(build_model(ModelSpec(hidden=(6,), dropout=0.2), SEED))
     models.append(
         keras.Sequential([keras.Input((1,)), keras.layers.Dense(6, "elu"), keras.layers.Dense(1)])
     )
@@ -233,7 +240,7 @@ def test_one_variable_model_and_validation_rows_in_both_engines(hr_data):
 def test_a_functional_chain_trains_as_its_sequential_twin_and_branches_are_refused(hr_data):
     import keras
 
-    sequential = build_model(HR_NET)
+    sequential = build_model(HR_NET, SEED)
     inputs = keras.Input((1,))
     hidden = keras.layers.Dense(6, "relu")(inputs)
     functional = keras.Model(inputs, keras.layers.Dense(1)(hidden))
@@ -254,8 +261,8 @@ def test_a_functional_chain_trains_as_its_sequential_twin_and_branches_are_refus
 def test_graph_chunks_that_record_nothing(hr_data, epochs, record_every, kept):
     """A run (or its last chunk) shorter than record_every records no row in that chunk."""
     kwargs = dict(learning_rate=0.01, epochs=epochs, record_every=record_every)
-    graph = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="graph", **kwargs)
-    eager = train(build_model(HR_NET), hr_data.x, hr_data.y, engine="eager", **kwargs)
+    graph = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, engine="graph", **kwargs)
+    eager = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, engine="eager", **kwargs)
     assert graph["epoch"].tolist() == kept
     pd.testing.assert_frame_equal(graph, eager, check_exact=True)
 
@@ -428,8 +435,8 @@ def test_xla_is_close_to_the_default_over_chunks(hr_data, epochs, record_every):
     """jit_compile=True: fixed-size chunks (2 and 4 of them here), the same rows as the default
     engine, numbers within 1e-5 (XLA rounds differently: about 4e-6 after 1000 epochs)."""
     kwargs = dict(learning_rate=0.1, epochs=epochs, record_every=record_every)
-    xla = train(build_model(HR_NET), hr_data.x, hr_data.y, jit_compile=True, **kwargs)
-    default = train(build_model(HR_NET), hr_data.x, hr_data.y, **kwargs)
+    xla = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, jit_compile=True, **kwargs)
+    default = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, **kwargs)
     assert xla["epoch"].tolist() == default["epoch"].tolist()
     np.testing.assert_allclose(as_array(xla), as_array(default), rtol=1e-5, atol=1e-5)
 
@@ -444,7 +451,7 @@ def test_xla_is_close_to_the_default_over_chunks(hr_data, epochs, record_every):
 def test_xla_refuses_what_it_cannot_do(hr_data, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         train(
-            build_model(HR_NET),
+            build_model(HR_NET, SEED),
             hr_data.x,
             hr_data.y,
             learning_rate=0.1,
@@ -457,7 +464,7 @@ def test_xla_refuses_what_it_cannot_do(hr_data, kwargs, message):
 def test_model_variables_end_at_the_last_recorded_row(hr_data):
     from stellarnet.train.models import dense_parameters
 
-    model = build_model(ModelSpec(inputs=1, hidden=(4, 3)))
+    model = build_model(ModelSpec(inputs=1, hidden=(4, 3)), SEED)
     history = train(model, hr_data.x, hr_data.y, learning_rate=0.05, epochs=30, engine="graph")
     final = np.concatenate([v.numpy().ravel() for _, _, v in dense_parameters(model)])
     recorded = history[[c for c in history.columns if c[0] in "wb" and "^" in c]].iloc[-1]
@@ -467,7 +474,7 @@ def test_model_variables_end_at_the_last_recorded_row(hr_data):
 @pytest.mark.parametrize("record", [(), ("gradients",), ("activations",), ("biases", "gradients")])
 def test_records_without_some_parameters(hr_data, record):
     history = train(
-        build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, record=record
+        build_model(HR_NET, SEED), hr_data.x, hr_data.y, learning_rate=0.1, epochs=25, record=record
     )
     biases = ["b^1_1", "b^1_2", "b^1_3", "b^1_4", "b^1_5", "b^1_6", "b^2_1"]
     expected = biases + ["gb" + c[1:] for c in biases] if "biases" in record else []
@@ -478,10 +485,15 @@ def test_records_without_some_parameters(hr_data, record):
 
 def test_record_every_and_groups(hr_data):
     full = train(
-        build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=0.1, epochs=20, engine="graph"
+        build_model(HR_NET, SEED),
+        hr_data.x,
+        hr_data.y,
+        learning_rate=0.1,
+        epochs=20,
+        engine="graph",
     )
     thin = train(
-        build_model(HR_NET),
+        build_model(HR_NET, SEED),
         hr_data.x,
         hr_data.y,
         learning_rate=0.1,
@@ -500,7 +512,7 @@ def test_record_every_and_groups(hr_data):
 
 def test_activations_are_batch_means_before_the_update(hr_data):
     history = train(
-        build_model(HR_NET),
+        build_model(HR_NET, SEED),
         hr_data.x,
         hr_data.y,
         learning_rate=0.1,
@@ -522,16 +534,16 @@ def test_activations_are_batch_means_before_the_update(hr_data):
 )
 def test_bad_recorder_options_raise(hr_data, bad):
     with pytest.raises(ConfigError):
-        train(build_model(HR_NET), hr_data.x, hr_data.y, learning_rate=0.1, epochs=2, **bad)
+        train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, learning_rate=0.1, epochs=2, **bad)
 
 
 def test_minibatch_eager_and_graph_agree(hr_data):
     spec = ModelSpec(hidden=(4,))
     kwargs = dict(learning_rate=0.01, epochs=3, batch_size=500, shuffle_seed=7)
-    eager = train(build_model(spec), hr_data.x, hr_data.y, engine="eager", **kwargs)
-    graph = train(build_model(spec), hr_data.x, hr_data.y, engine="graph", **kwargs)
+    eager = train(build_model(spec, SEED), hr_data.x, hr_data.y, engine="eager", **kwargs)
+    graph = train(build_model(spec, SEED), hr_data.x, hr_data.y, engine="graph", **kwargs)
     np.testing.assert_allclose(as_array(eager), as_array(graph), rtol=0, atol=1e-6)
-    again = train(build_model(spec), hr_data.x, hr_data.y, engine="eager", **kwargs)
+    again = train(build_model(spec, SEED), hr_data.x, hr_data.y, engine="eager", **kwargs)
     pd.testing.assert_frame_equal(eager, again, check_exact=True)
 
 
@@ -540,14 +552,14 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
     from stellarnet.train.stacked import StackedRecorder
 
     rates = [0.3, 0.1, 0.03]
-    models = [build_model(HR_NET), build_model(ModelSpec(seed=7))]
+    models = [build_model(HR_NET, SEED), build_model(HR_NET, 7)]
     members = [model_layers(models[0]), model_layers(models[1]), model_layers(models[0])]
     recorder = StackedRecorder(members, hr_data.x, hr_data.y, rates, optimizer=optimizer)
-    rows, epochs = run_epochs(recorder, 15, engine="graph")
+    rows, epochs = run_epochs(recorder, 15)
     stacked = recorder.frame(rows, epochs)
-    for k, (rate, seed) in enumerate(zip(rates, [1453, 7, 1453], strict=True)):
+    for k, (rate, seed) in enumerate(zip(rates, [SEED, 7, SEED], strict=True)):
         alone = train(
-            build_model(ModelSpec(seed=seed)),
+            build_model(HR_NET, seed),
             hr_data.x,
             hr_data.y,
             learning_rate=rate,
@@ -561,12 +573,12 @@ def test_stacked_members_equal_separate_runs(hr_data, optimizer):
 def test_a_diverging_member_leaves_the_others_finite(hr_data):
     from stellarnet.train.stacked import StackedRecorder
 
-    members = [model_layers(build_model(HR_NET))] * 3
+    members = [model_layers(build_model(HR_NET, SEED))] * 3
     recorder = StackedRecorder(
         members, hr_data.x, hr_data.y, [0.01, 1e3, 0.03], optimizer="sgd", groups=1
     )
     with pytest.raises(TrainingDiverged) as caught:
-        run_epochs(recorder, 60, engine="graph", record_every=50)
+        run_epochs(recorder, 60, record_every=50)
     history = caught.value.history
     assert not np.isfinite(history[history["member"] == 1]["loss"].iloc[-1])
     healthy = history[(history["member"] != 1) & (history["epoch"] > 0)]
@@ -590,11 +602,9 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
     from stellarnet.train.stacked import StackedRecorder
 
     record = ("kernels", "biases", "gradients", "activations")
-    specs = [
-        ModelSpec(hidden=hidden, output_activation=output_activation, seed=s) for s in (1, 2, 3, 4)
-    ]
+    spec, seeds = ModelSpec(hidden=hidden, output_activation=output_activation), (1, 2, 3, 4)
     rates = [0.3, 0.1, 0.03, 0.01]
-    members = [model_layers(build_model(spec)) for spec in specs]
+    members = [model_layers(build_model(spec, seed)) for seed in seeds]
     recorder = StackedRecorder(
         members,
         hr_data.x,
@@ -607,11 +617,11 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
         groups=groups,
     )
     assert recorder.is_wide and len(recorder.groups) == groups
-    rows, epochs = run_epochs(recorder, 60, engine="graph")
+    rows, epochs = run_epochs(recorder, 60)
     stacked = recorder.frame(rows, epochs)
-    for k, (spec, rate) in enumerate(zip(specs, rates, strict=True)):
+    for k, (seed, rate) in enumerate(zip(seeds, rates, strict=True)):
         alone = train(
-            build_model(spec),
+            build_model(spec, seed),
             hr_data.x,
             hr_data.y,
             learning_rate=rate,
@@ -633,15 +643,15 @@ def test_stacked_record_subsets_and_final_layers_match_separate_runs(hr_data, hi
     recorded, in both formulations (wide: 1-6-1; batched: 1-4-3-1), over uneven groups."""
     from stellarnet.train.stacked import StackedRecorder
 
-    specs = [ModelSpec(hidden=hidden, seed=s) for s in (1, 2, 3)]
+    spec, seeds = ModelSpec(hidden=hidden), (1, 2, 3)
     rates = [0.05, 0.1, 0.02]
-    members = [model_layers(build_model(spec)) for spec in specs]
+    members = [model_layers(build_model(spec, seed)) for seed in seeds]
     recorder = StackedRecorder(members, hr_data.x, hr_data.y, rates, record=record, groups=2)
     assert recorder.is_wide == (hidden == (6,))
-    rows, epochs = run_epochs(recorder, 12, engine="graph", record_every=3)
+    rows, epochs = run_epochs(recorder, 12, record_every=3)
     stacked = recorder.frame(rows, epochs)
-    for k, (spec, rate) in enumerate(zip(specs, rates, strict=True)):
-        model = build_model(spec)
+    for k, (seed, rate) in enumerate(zip(seeds, rates, strict=True)):
+        model = build_model(spec, seed)
         alone = train(
             model,
             hr_data.x,
@@ -666,13 +676,14 @@ def test_stacked_eager_and_graph_engines_agree_over_uneven_groups(hr_data):
     engine runs the same steps untraced. Same rows and final parameters, bit for bit."""
     from stellarnet.train.stacked import StackedRecorder
 
-    members = [model_layers(build_model(ModelSpec(seed=s))) for s in range(5)]
+    members = [model_layers(build_model(ModelSpec(), s)) for s in range(5)]
     rates = [0.3, 0.1, 0.03, 0.01, 0.2]
     results = []
     for engine in ("eager", "graph"):
         recorder = StackedRecorder(members, hr_data.x, hr_data.y, rates, groups=2)
         assert recorder.groups == [(0, 2), (2, 5)]
-        rows, epochs = run_epochs(recorder, 12, engine=engine)
+        policy = dataclasses.replace(recorder.default_policy, engine=engine)
+        rows, epochs = run_epochs(recorder, 12, policy)
         results.append((recorder.frame(rows, epochs), recorder.theta.numpy()))
     (eager, eager_theta), (graph, graph_theta) = results
     pd.testing.assert_frame_equal(eager, graph, check_exact=True)
@@ -680,7 +691,7 @@ def test_stacked_eager_and_graph_engines_agree_over_uneven_groups(hr_data):
 
 
 def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
-    from stellarnet.train.stacked import GROUP_BYTES, default_groups
+    from stellarnet.train.grouping import GROUP_BYTES, default_groups
 
     hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog
     expected = {1: 1, 2: 2, 3: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
@@ -697,7 +708,7 @@ def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
 def test_stacked_groups_must_fit_the_members(hr_data):
     from stellarnet.train.stacked import StackedRecorder
 
-    members = [model_layers(build_model(HR_NET))] * 2
+    members = [model_layers(build_model(HR_NET, SEED))] * 2
     for bad in (0, 3, True):
         with pytest.raises(ConfigError, match="groups"):
             StackedRecorder(members, hr_data.x, hr_data.y, [0.1, 0.2], groups=bad)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from stellarnet import tfsettings
-from stellarnet.data.catalogs import PROJECT_ROOT
+from stellarnet.data.registry import PROJECT_ROOT
 
 
 def test_apply_sets_what_is_unset_and_keeps_what_you_set(monkeypatch):
@@ -59,13 +59,15 @@ def test_training_with_onednn_on_says_so():
 import logging
 import numpy as np
 import tensorflow  # before stellarnet, with TF_ENABLE_ONEDNN_OPTS=1: oneDNN stays on
+from stellarnet.data.datasets import DEFAULT_SEED
 from stellarnet.train.models import HR_NET, build_model
 from stellarnet.tfsettings import current
-from stellarnet.train.recorder import Recorder, run_epochs
+from stellarnet.train.recorder import Recorder
+from stellarnet.train.engine import run_epochs
 
 logging.basicConfig()
 x = np.linspace(0, 1, 20, dtype=np.float32).reshape(-1, 1)  # SYNTHETIC
-run_epochs(Recorder(build_model(HR_NET), x, x, "adam", 0.1), 1)
+run_epochs(Recorder(build_model(HR_NET, DEFAULT_SEED), x, x, "adam", 0.1), 1)
 print(current()["onednn"])
 """
     done = python(code, TF_ENABLE_ONEDNN_OPTS="1")

@@ -43,7 +43,7 @@ import numpy as np
 
 from stellarnet.errors import ConfigError
 from stellarnet.params import ACTIVATION_FUNCTIONS, Layers
-from stellarnet.results.history import PARAMETER_KINDS, column_name
+from stellarnet.schema import PARAMETER_KINDS, column_name
 
 LOSS_FACTORS = {"mse": 1.0, "half_mse": 0.5}
 """The loss is ``factor * mean((yhat - y)^2)``: Keras MeanSquaredError, or half of it."""

@@ -5,9 +5,11 @@ the gradients ``tf.GradientTape`` computes are a short, fixed chain of TensorFlo
 layer a ``ReluGrad`` (or ``TanhGrad``, ``SigmoidGrad``), a column ``Sum`` for the bias and two
 ``MatMul`` for the kernel and the layer below. Calling those ops directly gives the tape's
 numbers bit for bit (the tests hold them to it) with a fifth fewer ops in a traced epoch and
-none of the tape's bookkeeping: on the HR net a graph epoch went from about 127 to 101 us.
+none of the tape's bookkeeping.
 
-Anything else (dropout, regularisation penalties, other activations) keeps the tape.
+Anything else (dropout, regularisation penalties, other activations) keeps the tape. The
+stacked nets' wide formulation (:mod:`stellarnet.train.stacked`) adds two ops of its own:
+:func:`unit_sums` and :func:`spread`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
-"""Activations whose gradient is written out here."""
+import numpy as np
+
+from stellarnet.vocabulary import ACTIVATIONS
 
 
 def activation_name(function: Any) -> str | None:
@@ -113,3 +116,41 @@ def dense_gradients(
         if index:
             grad = tf.matmul(dz, kernel, transpose_b=True)
     return grads
+
+
+def unit_sums(products: Any, width: int, members: int) -> Any:
+    """``[n, members]`` sums over the hidden units of ``products`` ``[n, width * members]``
+    (column ``j * members + k``: unit j of member k), in the order Keras' ``Dense(1)`` sums
+    fewer than 8 units: one after the other. A sum over a middle axis runs in that order (a
+    chain of adds would not: grappler rewrites it into one AddN).
+    """
+    import tensorflow as tf
+
+    return tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)
+
+
+def spread(dz: Any, w2: Any, width: int, finite: Any) -> tuple[Any, Any]:
+    """Each member's ``dz`` ``[n, k]`` spread over its units' columns, ``[n, width * k]``
+    (column ``j * k + m``: ``dz[:, m]``), and the same times ``w2``.
+
+    A matmul with a 0/1 block matrix, one non-zero term per sum (exact), is several times
+    cheaper than ``tf.tile`` and broadcasting, but 0 * NaN = NaN would leak a diverging
+    member's values into the others: unless ``finite`` (every value of ``dz`` and ``w2``
+    is), the tile is used.
+    """
+    import tensorflow as tf
+
+    members = dz.shape[1]
+    blocks = tf.constant(np.tile(np.eye(members, dtype=np.float32), (width, 1)))
+
+    def by_matmul() -> tuple[Any, Any]:
+        return (
+            tf.matmul(dz, blocks, transpose_b=True),
+            tf.matmul(dz, w2[:, None] * blocks, transpose_b=True),
+        )
+
+    def by_tile() -> tuple[Any, Any]:
+        tiled = tf.tile(dz, [1, width])
+        return tiled, tiled * w2
+
+    return tf.cond(finite, by_matmul, by_tile)

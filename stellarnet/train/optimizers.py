@@ -20,15 +20,27 @@ stacked network (``[K, 1]`` against a ``[K, P]`` variable).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from stellarnet.errors import ConfigError
+from stellarnet.checks import check_choice
+from stellarnet.vocabulary import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "sgd")
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7
 """``keras.optimizers.Adam`` defaults."""
+
+
+class OptimizerState(NamedTuple):
+    """What an update reads and returns, as tensors (a traced loop's loop variables)."""
+
+    iterations: Any
+    """The number of updates so far (int64)."""
+    theta: Any
+    """All parameters packed as one flat vector in the order of the variables (one variable:
+    its value, in its shape)."""
+    moments: tuple[Any, ...] = ()
+    """Adam's first and second moments, shaped like ``theta``; SGD: none."""
 
 
 class Optimizer:
@@ -42,25 +54,20 @@ class Optimizer:
     learning_rate : float or tensor
         The step size eta, a scalar or a tensor broadcasting against the packed parameters.
 
-    The state is a tuple of tensors ``(iterations, theta, *moments)``: the number of updates
-    so far (int64), all parameters packed as one flat vector in the order of ``variables``
-    (one variable: that variable's value, in its shape), and for Adam the first and second
-    moments, shaped like ``theta``.
+    The state is an :class:`OptimizerState`.
     """
 
     def __init__(self, name: str, variables: Sequence[Any], learning_rate: Any) -> None:
         import tensorflow as tf
 
-        if name not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {name!r}; known: {list(OPTIMIZERS)}")
-        self.name = name
+        self.name = check_choice(name, "optimizer", OPTIMIZERS)
         self.variables = list(variables)
         self.learning_rate = tf.cast(learning_rate, tf.float32)
         self.sizes = [int(np.prod(variable.shape)) for variable in self.variables]
         self.counters: tuple[Any, ...] | None = None
         """The step count and moments of the last stored state (None: no update yet)."""
 
-    def state(self) -> tuple[Any, ...]:
+    def state(self) -> OptimizerState:
         """The current state: the parameters read from the variables, the step count and
         moments as last stored (at first: 0 and zeros)."""
         import tensorflow as tf
@@ -71,13 +78,12 @@ class Optimizer:
         else:
             iterations = tf.constant(0, tf.int64)
             moments = [tf.zeros_like(theta)] * 2 if self.name == "adam" else []
-        return (iterations, theta, *moments)
+        return OptimizerState(iterations, theta, tuple(moments))
 
-    def store(self, state: Sequence[Any]) -> None:
+    def store(self, state: OptimizerState) -> None:
         """Write ``state``'s parameters to the variables; keep its step count and moments."""
-        iterations, theta, *moments = state
-        self.counters = (iterations, *moments)
-        for variable, value in zip(self.variables, self.unpack(theta), strict=True):
+        self.counters = (state.iterations, *state.moments)
+        for variable, value in zip(self.variables, self.unpack(state.theta), strict=True):
             variable.assign(value)
 
     def pack(self, tensors: Sequence[Any]) -> Any:
@@ -102,8 +108,8 @@ class Optimizer:
         ]
 
     def update(
-        self, state: Sequence[Any], grads: Sequence[Any], learning_rate: Any = None
-    ) -> tuple[Any, tuple[Any, ...]]:
+        self, state: OptimizerState, grads: Sequence[Any], learning_rate: Any = None
+    ) -> tuple[Any, OptimizerState]:
         """One update: ``theta <- theta - eta * g`` (SGD) or Adam's bias-corrected step.
 
         ``grads`` are shaped like the variables; ``learning_rate`` None: the optimizer's.
@@ -112,11 +118,11 @@ class Optimizer:
         import tensorflow as tf
 
         eta = self.learning_rate if learning_rate is None else learning_rate
-        iterations, theta, *moments = state
+        iterations, theta, moments = state
         grad = self.pack(grads)
         if self.name == "sgd":
             # theta - step, as the optimizers' assign_sub computes it.
-            return grad, (iterations + 1, theta - grad * eta)
+            return grad, OptimizerState(iterations + 1, theta - grad * eta)
         # keras.optimizers.Adam.update_step, operation for operation. It is elementwise,
         # so one flat vector gives each parameter the numbers it gets alone.
         step = tf.cast(iterations + 1, tf.float32)
@@ -127,4 +133,4 @@ class Optimizer:
         m = m + (grad - m) * (1 - ADAM_BETA_1)
         v = v + (tf.square(grad) - v) * (1 - ADAM_BETA_2)
         theta = theta - (m * alpha) / (tf.sqrt(v) + ADAM_EPSILON)
-        return grad, (iterations + 1, theta, m, v)
+        return grad, OptimizerState(iterations + 1, theta, (m, v))

@@ -1,0 +1,1 @@
+"""Results folders: the history table on disk, and reading saved runs back."""
