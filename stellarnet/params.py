@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from stellarnet.errors import ConfigError
-from stellarnet.schema import column_name, parameter_columns
+from stellarnet.schema import column_name, parameter_columns, parameter_names
 
 ACTIVATION_FUNCTIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
@@ -24,16 +24,6 @@ ACTIVATION_FUNCTIONS = {
 
 Layers = list[tuple[np.ndarray, np.ndarray]]
 """Per Dense layer, (kernel of shape (n_in, n_out), bias of shape (n_out,))."""
-
-
-def parameter_names(layer_sizes: Sequence[int], kind: str = "w") -> list[str]:
-    """History column names of the kernels (``kind="w"``) or biases (``"b"``), or of their
-    gradients (``"g"``, ``"gb"``), for a net with ``layer_sizes`` (inputs first)."""
-    names = []
-    for layer, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:], strict=True), 1):
-        size = n_in * n_out if kind in ("w", "g") else n_out
-        names += [column_name(kind, layer, i) for i in range(1, size + 1)]
-    return names
 
 
 def layers_from_row(row: Mapping[str, float], layer_sizes: Sequence[int]) -> Layers:

@@ -73,6 +73,12 @@ def check_record(record: Iterable[str]) -> tuple[str, ...]:
     return record
 
 
+def parameter_names(layer_sizes: Sequence[int], kind: str = "w") -> list[str]:
+    """Column names of all kernels (``kind="w"``) or biases (``"b"``), or of their gradients
+    (``"g"``, ``"gb"``), of a net with ``layer_sizes`` (inputs first)."""
+    return HistorySchema(tuple(layer_sizes)).parameter_names(kind)
+
+
 @dataclass(frozen=True)
 class ParameterBlock:
     """One Dense layer's kernel or bias in a net's flat parameter vector (history order:
