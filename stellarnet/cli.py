@@ -333,21 +333,23 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     """``stellarnet fetch``: cache a VizieR catalog (or, offline, say what would be loaded)."""
     import dataclasses
 
-    from stellarnet.data import catalogs
+    from stellarnet.data.loading import describe_catalog, load_catalog
+    from stellarnet.data.registry import CACHE_DIR, GAIA_DR2_HR, QUERIES
+    from stellarnet.data.vizier import fetch_catalog
     from stellarnet.errors import ConfigError
 
-    name = args.query or catalogs.GAIA_DR2_HR.name
-    if name not in catalogs.QUERIES:
-        raise ConfigError(f"unknown catalog query {name!r}; known: {sorted(catalogs.QUERIES)}")
-    query = catalogs.QUERIES[name]
+    name = args.query or GAIA_DR2_HR.name
+    if name not in QUERIES:
+        raise ConfigError(f"unknown catalog query {name!r}; known: {sorted(QUERIES)}")
+    query = QUERIES[name]
     if args.rows is not None:
         query = dataclasses.replace(query, row_limit=args.rows)
-    cache_dir = args.cache_dir or catalogs.CATALOG_DIR
+    cache_dir = args.cache_dir or CACHE_DIR
     if args.offline:
-        catalog = catalogs.load_catalog(query, cache_dir, offline=True)
+        catalog = load_catalog(query, cache_dir, offline=True)
         print(f"offline: `stellarnet experiment` would load the {catalog.origin} {catalog.path}")
     else:
-        catalog = catalogs.fetch_catalog(
+        catalog = fetch_catalog(
             query,
             cache_dir,
             refresh=args.refresh,
@@ -355,7 +357,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             server=args.server,
             progress=True,
         )
-    print(catalogs.describe_catalog(catalog, query))
+    print(describe_catalog(catalog, query))
     return 0
 
 
@@ -380,11 +382,18 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``stellarnet list``: the experiment configs."""
-    from stellarnet.runs.config import available_experiments
+    """``stellarnet list``: the experiment configs and where each comes from (a config in
+    ``./experiments`` shadows a built-in one of the same name)."""
+    from stellarnet.runs.config import BUILTIN_EXPERIMENT_DIR, experiment_sources, is_builtin
 
-    for name in available_experiments():
-        print(name)
+    for name, path in experiment_sources().items():
+        if is_builtin(path):
+            origin = "built-in"
+        elif (BUILTIN_EXPERIMENT_DIR / path.name).is_file():
+            origin = "./experiments (shadows the built-in one)"
+        else:
+            origin = "./experiments"
+        print(f"{name:<28} {origin}")
     return 0
 
 

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from stellarnet import tfsettings
-from stellarnet.data.catalogs import GAIA_DR2_HR, PROJECT_ROOT, provenance_path, snapshot_path
 from stellarnet.data.datasets import Dataset
+from stellarnet.data.provenance import provenance_path
+from stellarnet.data.registry import GAIA_DR2_HR, PROJECT_ROOT, snapshot_path
 from stellarnet.runs.config import ExperimentConfig, load_experiment
 from stellarnet.runs.experiment import load_data
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from stellarnet.cli import main
-from stellarnet.data.catalogs import CATALOG_DIR
+from stellarnet.data.registry import SHIPPED_CATALOG_DIR as CATALOG_DIR
 from stellarnet.errors import CatalogError, ConfigError
 from stellarnet.params import parameter_names, read_initial_layers
 from stellarnet.runs.config import load_experiment

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stellarnet.data.catalogs import load_catalog_file
 from stellarnet.data.datasets import ColumnSpec, invert_transforms, make_dataset
+from stellarnet.data.loading import load_catalog_file
 from stellarnet.errors import CatalogError, ConfigError
 
 FEATURES = (ColumnSpec("Lum", ("log10", "minmax")),)

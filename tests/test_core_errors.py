@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 from stellarnet.cli import main
-from stellarnet.data.catalogs import CatalogQuery, load_catalog, load_catalog_file, provenance_path
+from stellarnet.data.loading import load_catalog, load_catalog_file
+from stellarnet.data.provenance import provenance_path
+from stellarnet.data.registry import CatalogQuery
 from stellarnet.errors import CatalogError, ConfigError, TrainingDiverged
 from stellarnet.runs.config import TrainingSpec, experiment_path, load_experiment
 from stellarnet.runs.experiment import load_data, run_experiment

@@ -64,7 +64,7 @@ def test_different_seed_gives_a_different_history(train_hr):
 
 
 def test_dataset_shuffle_is_seeded(hr_config, hr_dataset):
-    from stellarnet.data.catalogs import load_catalog_file
+    from stellarnet.data.loading import load_catalog_file
 
     frame = load_catalog_file(hr_config.catalog_path, ["Lum", "Teff"]).frame
     args = (frame, hr_config.features, hr_config.target)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from stellarnet.cli import main
-from stellarnet.data.catalogs import PROJECT_ROOT
+from stellarnet.data.registry import PROJECT_ROOT
 from stellarnet.errors import ResultsExist
 from stellarnet.results.history import load_history
 from stellarnet.runs.experiment import run_experiment, run_folder

@@ -29,20 +29,15 @@ import trustme
 from astroquery.vizier import Vizier
 
 from stellarnet.cli import main
-from stellarnet.data import catalogs
-from stellarnet.data.catalogs import (
-    CATALOG_DIR,
-    GAIA_DR2_HR,
-    build_vizier,
-    fetch_catalog,
-    load_catalog,
-    query_payload,
-)
+from stellarnet.data import vizier as vizier_module
+from stellarnet.data.loading import load_catalog
+from stellarnet.data.registry import GAIA_DR2_HR, SHIPPED_CATALOG_DIR
+from stellarnet.data.vizier import build_vizier, fetch_catalog, query_payload
 from stellarnet.errors import CatalogError, FetchError
 from stellarnet.files import sha256_file
 from tests.vizier_standin import VizierStandIn
 
-SNAPSHOT = CATALOG_DIR / GAIA_DR2_HR.snapshot
+SNAPSHOT = SHIPPED_CATALOG_DIR / GAIA_DR2_HR.snapshot
 SERVED_ROWS = 500
 QUERY = dataclasses.replace(GAIA_DR2_HR, row_limit=300)
 """The assignment's query with a smaller row limit, so the stand-in has more rows than asked."""
@@ -431,7 +426,7 @@ def test_interrupted_write_leaves_the_previous_cache(vizier, tmp_path, monkeypat
     def interrupted(record):
         raise KeyboardInterrupt  # after the new CSV is written, before its JSON
 
-    monkeypatch.setattr(catalogs, "json_text", interrupted)
+    monkeypatch.setattr(vizier_module, "json_text", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fetch(vizier, tmp_path, refresh=True)
     assert folder_bytes(tmp_path) == before

@@ -6,7 +6,8 @@
 
 (N = 800 rows, seed 0), the four-band bolometric-magnitude exercise of the course notebooks.
 It is not an astronomical measurement. ``python -m stellarnet.data.synthetic`` writes it to
-``catalogs/synthetic_bolometric_4band.csv`` with a provenance JSON that says so.
+``catalogs/synthetic_bolometric_4band.csv`` of the working directory (run it at the top of the
+source tree to regenerate the shipped copy) with a provenance JSON that says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stellarnet.data.catalogs import CATALOG_DIR
+from stellarnet.data.registry import CACHE_DIR
 from stellarnet.files import atomic_write, sha256_file, write_json
 
 BOLOMETRIC_FORMULA = "y = 5 + 3 sin(2 pi f1) + 4 f2 f3 - 6 (f4 - 0.4)^2 + N(0, 0.3)"
@@ -37,7 +38,7 @@ def bolometric_4band(rows: int = 800, seed: int = 0, noise: float = 0.3) -> pd.D
 
 
 def write_bolometric_4band(
-    folder: str | Path = CATALOG_DIR, rows: int = 800, seed: int = 0, noise: float = 0.3
+    folder: str | Path = CACHE_DIR, rows: int = 800, seed: int = 0, noise: float = 0.3
 ) -> Path:
     """Write ``synthetic_bolometric_4band.csv`` and its provenance JSON; return the CSV path."""
     frame = bolometric_4band(rows, seed, noise)

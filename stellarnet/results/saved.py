@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellarnet.data.catalogs import PROJECT_ROOT, read_catalog_csv
 from stellarnet.data.datasets import ColumnSpec, Dataset, invert_transforms, make_dataset
+from stellarnet.data.registry import recorded_catalog
+from stellarnet.data.tables import read_catalog_csv
 from stellarnet.errors import CatalogError, StellarnetError
 from stellarnet.files import sha256_file
 from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, column_name, load_history
@@ -329,13 +330,13 @@ def network_loss(results: SavedResults, layers: Layers) -> float:
 
 def catalog_path(record: Mapping[str, Any], override: str | Path | None = None) -> Path:
     """The catalog file of a run: ``override``, else ``run.json``'s ``catalog_path`` (relative
-    paths are relative to the project)."""
+    paths are relative to the working directory; a shipped catalog with the recorded sha256
+    stands in for one that is gone, see :func:`stellarnet.data.registry.recorded_catalog`)."""
     if override is not None:
         return Path(override)
     if "catalog_path" not in record:
         raise CatalogError("run.json records no catalog_path; pass the run's catalog (--catalog)")
-    path = Path(record["catalog_path"])
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    return recorded_catalog(record["catalog_path"], record.get("catalog_sha256"))
 
 
 def load_run_catalog(

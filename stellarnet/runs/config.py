@@ -38,11 +38,12 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from stellarnet.data.catalogs import PROJECT_ROOT, QUERIES, CatalogQuery
 from stellarnet.data.datasets import DEFAULT_SEED, ColumnSpec, Split
+from stellarnet.data.registry import QUERIES, CatalogQuery
 from stellarnet.errors import ConfigError, StellarnetError
 from stellarnet.train.models import ModelSpec, check_seed
 from stellarnet.train.optimizers import OPTIMIZERS
@@ -58,7 +59,10 @@ from stellarnet.train.recorder import (
 INIT_PROTOCOLS = ("same", "notebook")
 """Sweeps: every rate starts from the same weights, or each from a fresh clone (notebook)."""
 
-EXPERIMENT_DIR = PROJECT_ROOT / "experiments"
+EXPERIMENT_DIR = Path("experiments")
+"""Local experiment configs: ``experiments/`` of the working directory, looked up first."""
+BUILTIN_EXPERIMENT_DIR = Path(str(resources.files("stellarnet.experiments")))
+"""The experiment configs shipped with stellarnet (``experiments/`` of the source tree)."""
 
 _TOP_KEYS = {"name", "description", "seed", "catalog", "dataset", "model", "training"}
 _CATALOG_KEYS = {"query", "path", "catalog", "columns", "column_filters", "row_limit", "name"}
@@ -199,16 +203,31 @@ def _column_dict(spec: ColumnSpec) -> dict[str, Any]:
 
 
 def experiment_path(name_or_path: str | Path) -> Path:
-    """``"hr_relation"`` -> ``experiments/hr_relation.toml``; a path to a .toml is kept."""
+    """``"hr_relation"`` -> ``experiments/hr_relation.toml`` of the working directory if it
+    exists, else the built-in one; a path to a .toml is kept. An unknown name gives the
+    (missing) local path."""
     path = Path(name_or_path)
     if path.suffix == ".toml":
         return path
-    return EXPERIMENT_DIR / f"{name_or_path}.toml"
+    return experiment_sources().get(str(name_or_path), EXPERIMENT_DIR / f"{name_or_path}.toml")
+
+
+def experiment_sources() -> dict[str, Path]:
+    """Each experiment name and its config file, by name: a config in ``experiments/`` of the
+    working directory shadows a built-in one of the same name."""
+    found = {path.stem: path for path in BUILTIN_EXPERIMENT_DIR.glob("*.toml")}
+    found.update((path.stem, path) for path in EXPERIMENT_DIR.glob("*.toml"))
+    return dict(sorted(found.items()))
+
+
+def is_builtin(path: Path) -> bool:
+    """Whether the config file ``path`` is one shipped with stellarnet."""
+    return path.resolve().parent == BUILTIN_EXPERIMENT_DIR.resolve()
 
 
 def available_experiments() -> list[str]:
-    """Names of the configs in ``experiments/``."""
-    return sorted(p.stem for p in EXPERIMENT_DIR.glob("*.toml"))
+    """Names of the experiments: local ``experiments/`` and built-in ones."""
+    return list(experiment_sources())
 
 
 def load_experiment(name_or_path: str | Path) -> ExperimentConfig:

@@ -29,8 +29,9 @@ from typing import Any
 import pandas as pd
 
 from stellarnet import __version__, tfsettings
-from stellarnet.data.catalogs import PROJECT_ROOT, Catalog, load_catalog, load_catalog_file
 from stellarnet.data.datasets import Dataset, make_dataset
+from stellarnet.data.loading import load_catalog, load_catalog_file
+from stellarnet.data.registry import PROJECT_ROOT, Catalog
 from stellarnet.errors import CatalogError, ConfigError, ResultsExist
 from stellarnet.files import sha256_file, staged_folder, write_json
 from stellarnet.results.history import save_history

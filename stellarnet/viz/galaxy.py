@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellarnet.data.catalogs import PROJECT_ROOT
+from stellarnet.data.registry import PROJECT_ROOT
 from stellarnet.errors import CatalogError, StellarnetError
 from stellarnet.files import atomic_write, sha256_file
 from stellarnet.params import forward, layers_from_row
