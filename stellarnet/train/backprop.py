@@ -14,12 +14,13 @@ stacked nets' wide formulation (:mod:`stellarnet.train.stacked`) adds two ops of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from stellarnet.vocabulary import ACTIVATIONS
+from stellarnet.checks import check_choice
+from stellarnet.vocabulary import ACTIVATIONS, LOSSES
 
 
 def activation_name(function: Any) -> str | None:
@@ -59,7 +60,7 @@ def mse_and_gradient(y: Any, yhat: Any, scale: float = 1.0) -> tuple[Any, Any]:
     d loss/d yhat in the tape's ops and order.
 
     The loss is ``divide_no_nan(sum(mean((y - yhat)^2, axis=-1)), n)`` (as
-    :func:`stellarnet.train.recorder.make_loss`); the tape differentiates it as
+    :func:`make_loss`); the tape differentiates it as
     ``-((divide_no_nan(scale, n) / m) * ((y - yhat) * 2))``.
     """
     import tensorflow as tf
@@ -116,6 +117,23 @@ def dense_gradients(
         if index:
             grad = tf.matmul(dz, kernel, transpose_b=True)
     return grads
+
+
+def make_loss(name: str) -> Callable[[Any, Any], Any]:
+    """``"mse"``: mean((y - yhat)^2); ``"half_mse"``: 0.5 * mean((y - yhat)^2).
+
+    ``"mse"`` is ``keras.losses.MeanSquaredError`` operation for operation (the mean over the
+    last axis, the sum, ``divide_no_nan`` by the count), without Keras' loss machinery (about
+    twice the ops in a traced epoch); the tests hold it to Keras' numbers bit for bit.
+    """
+    check_choice(name, "loss", LOSSES)
+
+    def mse(y: Any, yhat: Any) -> Any:
+        return keras_mse(y - yhat)[0]
+
+    if name == "half_mse":
+        return lambda y, yhat: 0.5 * mse(y, yhat)
+    return mse
 
 
 def unit_sums(products: Any, width: int, members: int) -> Any:

@@ -1,4 +1,4 @@
-"""The model factory: a :class:`ModelSpec` in, a ``keras.Sequential`` out.
+"""The model factory: a :class:`ModelSpec` and a seed in, a ``keras.Sequential`` out.
 
 Keras is imported inside :func:`build_model`, so that describing a model (and the CLI's
 ``--help``) does not pay TensorFlow's import time.
@@ -9,21 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from stellarnet.checks import check_choice, check_positive_int, check_seed, is_int
 from stellarnet.errors import ConfigError
+from stellarnet.vocabulary import ACTIVATIONS
 
 if TYPE_CHECKING:
     import keras
-
-ACTIVATIONS = ("relu", "linear", "tanh", "sigmoid")
-MAX_SEED = 2**32 - 1
-"""Largest seed ``keras.utils.set_random_seed`` (numpy) accepts."""
-
-
-def check_seed(seed: object) -> int:
-    """Return ``seed`` or raise ConfigError unless it is an integer in [0, 2**32 - 1]."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
-    return seed
 
 
 @dataclass(frozen=True)
@@ -42,9 +33,6 @@ class ModelSpec:
         Activation of the output layer (``"linear"`` for regression).
     outputs : int
         Width of the output layer.
-    seed : int
-        Seed given to ``keras.utils.set_random_seed`` right before the layers are built, so
-        the initial weights are a function of the seed alone.
     kernel_initializer, bias_initializer : str
         Keras initializer names.
     dropout : float
@@ -59,7 +47,6 @@ class ModelSpec:
     activation: str = "relu"
     output_activation: str = "linear"
     outputs: int = 1
-    seed: int = 1453
     kernel_initializer: str = "glorot_uniform"
     bias_initializer: str = "zeros"
     dropout: float = 0.0
@@ -72,18 +59,11 @@ class ModelSpec:
             raise ConfigError(f"ModelSpec.l2 must be >= 0, got {self.l2!r}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
         for name in ("inputs", "outputs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"ModelSpec.{name} must be a positive integer, got {value!r}")
-        check_seed(self.seed)
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.hidden):
+            check_positive_int(getattr(self, name), f"ModelSpec.{name}")
+        if not all(is_int(width) and width >= 1 for width in self.hidden):
             raise ConfigError(f"ModelSpec.hidden must be positive integers, got {self.hidden!r}")
         for name in ("activation", "output_activation"):
-            if getattr(self, name) not in ACTIVATIONS:
-                raise ConfigError(
-                    f"ModelSpec.{name} must be one of {list(ACTIVATIONS)}, "
-                    f"got {getattr(self, name)!r}"
-                )
+            check_choice(getattr(self, name), f"ModelSpec.{name}", ACTIVATIONS)
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -96,7 +76,12 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelSpec:
-        """Build from a config table, naming any unknown key."""
+        """Build from a config table or a ``run.json`` model table, naming any unknown key.
+
+        A ``seed`` key is skipped: older ``run.json`` files repeat the experiment's seed in
+        their model table, and the seed is an argument of :func:`build_model`, not a setting.
+        """
+        values = {key: value for key, value in values.items() if key != "seed"}
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:
             raise ConfigError(
@@ -110,11 +95,16 @@ HR_NET = ModelSpec(inputs=1, hidden=(6,), activation="relu", output_activation="
 """The assignment's network: 1 input, Dense(6, relu), Dense(1, linear)."""
 
 
-def build_model(spec: ModelSpec) -> keras.Sequential:
-    """Build the network of ``spec`` right after seeding Keras with ``spec.seed``."""
+def build_model(spec: ModelSpec, seed: int) -> keras.Sequential:
+    """Build the network of ``spec`` right after ``keras.utils.set_random_seed(seed)``.
+
+    The seed is an argument, not part of the spec: an experiment has one seed, its config's,
+    which decides the initial weights and the row shuffle alike. The weights are a function
+    of ``spec`` and ``seed`` alone.
+    """
     import keras
 
-    keras.utils.set_random_seed(spec.seed)
+    keras.utils.set_random_seed(check_seed(seed))
     regularizer = keras.regularizers.L2(spec.l2) if spec.l2 else None
 
     def dense(width: int, activation: str) -> keras.layers.Dense:

@@ -22,42 +22,23 @@ computes it; the notebook's equations write 1/2 (y - yhat)^2, which is ``loss="h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from stellarnet.checks import check_choice, check_positive_int
+from stellarnet.checks import check_positive_int
 from stellarnet.errors import ConfigError
 from stellarnet.schema import DEFAULT_RECORD, HistorySchema, history_frame
+from stellarnet.train.backprop import make_loss
 from stellarnet.train.chain import DenseChain
 from stellarnet.train.engine import ExecutionPolicy
 from stellarnet.train.optimizers import Optimizer, OptimizerState
-from stellarnet.vocabulary import LOSSES
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
-
-
-def make_loss(name: str) -> Callable[[Any, Any], Any]:
-    """``"mse"``: mean((y - yhat)^2); ``"half_mse"``: 0.5 * mean((y - yhat)^2).
-
-    ``"mse"`` is ``keras.losses.MeanSquaredError`` operation for operation (the mean over the
-    last axis, the sum, ``divide_no_nan`` by the count), without Keras' loss machinery (about
-    twice the ops in a traced epoch); the tests hold it to Keras' numbers bit for bit.
-    """
-    from stellarnet.train.backprop import keras_mse
-
-    check_choice(name, "loss", LOSSES)
-
-    def mse(y: Any, yhat: Any) -> Any:
-        return keras_mse(y - yhat)[0]
-
-    if name == "half_mse":
-        return lambda y, yhat: 0.5 * mse(y, yhat)
-    return mse
 
 
 class RunData(NamedTuple):

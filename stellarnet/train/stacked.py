@@ -1,30 +1,19 @@
 """K networks of one architecture trained side by side as stacked tensors in one graph.
 
 Member k has its own parameters, learning rate and (optionally) sample weights; the
-parameters of all members are one flat vector (:func:`~stellarnet.train.grouping.graph_order`), so a
-K-rate sweep costs about as many graph ops as one run. The same machinery trains
-a committee of K networks that differ in initial weights (seeds) or bootstrap sample
-(``sample_weight`` rows of bootstrap counts).
+parameters of all members are one flat vector in the order the graph reads them
+(:func:`~stellarnet.train.grouping.graph_order`), so a K-rate sweep costs about as many graph
+ops as one run. The same machinery trains a committee of K networks that differ in initial
+weights (seeds) or bootstrap sample (``sample_weight`` rows of bootstrap counts).
 
 Every sum is taken in the order Keras' Dense layers take it and the optimizer is the same
-:class:`stellarnet.train.optimizers.Optimizer` (with one learning rate per member), so each
-member's numbers equal a separate :func:`stellarnet.train.loop.train` run (bit for bit on
-CPU for ReLU and linear units; tanh and sigmoid may differ in the last bit).
-
-Two formulations, chosen by the architecture:
-
-*wide* (one input, one hidden layer of at most 7 units, one output: the HR net, the galaxy
-nets)
-    The hidden layer of all members is one ``[n, width * K]`` matrix (column ``j * K + k``
-    is unit j of member k), so its forward pass is one fused matmul + bias + activation and
-    its gradients are a column sum and one matmul, TensorFlow's fastest kernels. Sums run in
-    the order of Keras' matmul and the backward pass is written out with the ops
-    TensorFlow's gradients use (:mod:`stellarnet.train.backprop`: ``unit_sums``, ``spread``).
-    The parameters stay in this unit-major layout from epoch to epoch (Adam is
-    elementwise), so an epoch starts with one split and ends with one concat, and the host
-    puts the recorded rows back in member order (:meth:`StackedRecorder.host_rows`).
-*batched* (any other depth)
-    ``[K, n, width]`` activations, batched matmuls and ``tf.GradientTape``.
+:class:`~stellarnet.train.optimizers.Optimizer` (with one learning rate per member), so each
+member's numbers equal a separate :func:`~stellarnet.train.loop.train` run (bit for bit on
+CPU for ReLU and linear units; tanh and sigmoid may differ in the last bit). The epoch's
+maths is :mod:`stellarnet.train.stacked_nets`; in the wide formulation the parameters stay in
+its unit-major layout from epoch to epoch (Adam is elementwise), so an epoch starts with one
+split and ends with one concat, and the host puts the recorded rows back in member order
+(:meth:`StackedRecorder.host_rows`).
 
 The members train in groups side by side (:mod:`stellarnet.train.grouping`). Each group
 updates its own parameters (Adam, or SGD, on its slice), so the groups share no op in an
@@ -45,16 +34,10 @@ from stellarnet.checks import check_choice
 from stellarnet.errors import ConfigError
 from stellarnet.params import Layers
 from stellarnet.schema import DEFAULT_RECORD, HistorySchema, history_frame
-from stellarnet.train.backprop import (
-    activate,
-    activation_gradient,
-    mse_gradient,
-    spread,
-    unit_sums,
-)
 from stellarnet.train.engine import STACKED_POLICY, run_epochs
-from stellarnet.train.grouping import graph_order, group_bounds, is_wide
+from stellarnet.train.grouping import graph_order, group_bounds
 from stellarnet.train.optimizers import Optimizer, OptimizerState
+from stellarnet.train.stacked_nets import StackedNets
 from stellarnet.vocabulary import ACTIVATIONS, LOSSES
 
 
@@ -81,11 +64,12 @@ class StackedRecorder:
         Per-member weights of the samples in the loss (e.g. bootstrap counts); the loss is
         the weighted mean. None: every sample once.
     record : tuple of str
-        Record groups, as for :func:`~stellarnet.train.recorder.train`.
+        Record groups, as for :func:`~stellarnet.train.loop.train`.
     groups : int, optional
         Number of independent sub-graphs the members are split into (contiguous, sizes
-        differing by at most one). Default: :func:`default_groups` (for the HR net on 2
-        cores: 2 groups up to 18 members, 4 up to 36, 6 up to 54). The numbers do not depend
+        differing by at most one). Default:
+        :func:`~stellarnet.train.grouping.default_groups` (for the HR net on 2 cores: 2
+        groups up to 18 members, 4 up to 36, 6 up to 54). The numbers do not depend
         on it.
     """
 
@@ -125,44 +109,29 @@ class StackedRecorder:
         )
         self.schema = HistorySchema(self.layer_sizes, record)
         self.parameter_count = self.schema.parameter_count
-        # (start, n_in, n_out) of each layer's kernel; its bias follows
-        self.slices = [
-            (block.start, n_in, n_out)
-            for block, n_in, n_out in zip(
-                self.schema.blocks[::2], self.layer_sizes[:-1], self.layer_sizes[1:], strict=True
-            )
-        ]
-        self.activations = [activation] * (len(members[0]) - 1) + [output_activation]
         for name in (activation, output_activation):
             check_choice(name, "activation", ACTIVATIONS)
-        self.is_wide = is_wide(self.layer_sizes)
-        self.formulation = self.wide if self.is_wide else self.batched
-        self.x = tf.constant(x, dtype=tf.float32)
         n = len(y)
-        self.ones = tf.ones([n, 1])
         weights = np.ones((self.size, n)) if sample_weight is None else np.asarray(sample_weight)
         if weights.shape != (self.size, n):
             raise ConfigError(
                 f"sample_weight must have shape {(self.size, n)}, got {weights.shape}"
             )
-        self.uniform = sample_weight is None
         self.groups = group_bounds(self.size, groups, self.layer_sizes, n)
         # Each group's share of the flat parameter vector.
         self.group_sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
-        # All parameters in one flat vector, in the order the graph reads them (graph_order),
-        # so the optimizer and the record are a handful of ops whatever K and the depth.
+        self.nets = StackedNets(
+            x, y, self.schema, (activation, output_activation), loss, self.groups,
+            uniform=sample_weight is None,
+        )
+        self.is_wide = self.nets.is_wide
+        # All parameters in one flat vector, in the order the graph reads them, so the
+        # optimizer and the record are a handful of ops whatever K and the depth.
         self.order = graph_order(self.groups, self.parameter_count, self.is_wide)
         self.theta = tf.Variable(by_member.ravel()[self.order].astype(np.float32))
-        # The loss of member k is sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn: each group's
-        # weights, and the targets once per member (no broadcasting) for each group size, as
-        # [k, n] and as [n, k].
+        # The loss of member k is sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn.
         weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
         self.group_weights = [tf.constant(weights[lo:hi]) for lo, hi in self.groups]
-        targets = np.asarray(y, np.float32)[:, 0]
-        tiled = {hi - lo: np.tile(targets, (hi - lo, 1)) for lo, hi in self.groups}
-        self.targets = {k: tf.constant(t) for k, t in tiled.items()}
-        self.targets_by_row = {k: tf.constant(t.T) for k, t in tiled.items()}
-        self.loss_scale = 0.5 if loss == "half_mse" else 1.0
         # Each parameter's member's rate: Adam is elementwise, so each member's numbers are
         # those of a run alone.
         rates = np.repeat(np.asarray(learning_rates, np.float32), self.parameter_count)
@@ -210,94 +179,17 @@ class StackedRecorder:
                     row[s : s + n_in * n_out].reshape(n_in, n_out),
                     row[s + n_in * n_out : s + n_in * n_out + n_out],
                 )
-                for s, n_in, n_out in self.slices
+                for s, n_in, n_out in self.nets.slices
             ]
             for row in flat.reshape(self.size, -1)
         ]
-
-    def losses(self, yhat: Any, weights: Any) -> Any:
-        """Loss ``[k]`` of each of k members from its outputs ``[k, n]`` and its samples'
-        weights ``[k, n]`` (used unless :attr:`uniform`)."""
-        import tensorflow as tf
-
-        squared = tf.square(self.targets[yhat.shape[0]] - yhat)
-        if self.uniform:
-            losses = tf.reduce_mean(squared, axis=1)
-        else:
-            losses = tf.reduce_sum(weights * squared, axis=1)
-        return losses if self.loss_scale == 1.0 else self.loss_scale * losses
-
-    def wide(self, theta: Any, weights: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
-        """A 1-input net with one hidden layer and one output: the output means, losses,
-        gradient (graph order, or None) and hidden-unit means ``[k, width]`` (or None) of
-        a group of k members, from their parameters ``theta`` (graph order) and sample
-        ``weights`` ``[k, n]``."""
-        import tensorflow as tf
-
-        members, width = weights.shape[0], self.layer_sizes[1]
-        hidden_activation, output_activation = self.activations
-        # Unit-major (graph_order): entry j * k + m of w1, b1 and w2 is unit j of member m.
-        w1, b1, w2, b2 = tf.split(theta, [width * members] * 3 + [members])
-        # MatMul + BiasAdd + activation: grappler fuses them into one kernel, as for Keras' Dense.
-        hidden = activate(hidden_activation, tf.nn.bias_add(tf.matmul(self.x, w1[None]), b1))
-        z = tf.nn.bias_add(unit_sums(hidden * w2, width, members), b2)
-        output = activate(output_activation, z)  # [n, k]
-        yhat = tf.transpose(output)  # [k, n]: a member's sums run along a row, as alone
-        with tf.GradientTape() as tape:  # differentiates weighted (bootstrap) losses only
-            tape.watch(yhat)
-            losses = self.losses(yhat, weights)
-        outputs = tf.reduce_mean(yhat, axis=1)
-        unit_means = None
-        if "activations" in self.record:  # member-major, so the mean sums in a single run's order
-            per_member = tf.transpose(tf.reshape(hidden, [-1, width, members]), [2, 0, 1])
-            unit_means = tf.reduce_mean(per_member, axis=1)
-        if not gradients:
-            return outputs, losses, None, unit_means
-        # Backpropagation with the ops TensorFlow's gradients of Keras' Dense layers use.
-        if self.uniform:  # d loss/d yhat as the tape computes it, in [n, k] layout
-            weight = np.float32(self.loss_scale) / np.float32(self.x.shape[0])
-            dz = mse_gradient(self.targets_by_row[members] - output, weight)
-        else:
-            dz = tf.transpose(tape.gradient(tf.reduce_sum(losses), yhat))
-        dz = activation_gradient(output_activation, dz, output)
-        db2 = tf.reduce_sum(tf.transpose(dz), axis=1)  # along rows: in a single run's order
-        # Finite losses imply a finite dz and w2 (a non-finite one makes the outputs so).
-        finite = tf.reduce_all(tf.math.is_finite(losses))
-        dz_units, dz_w2 = spread(dz, w2, width, finite)  # dz, dz * w2 over unit columns
-        dw2 = tf.matmul(self.ones, hidden * dz_units, transpose_a=True)[0]
-        dz = activation_gradient(hidden_activation, dz_w2, hidden)
-        db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
-        dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
-        return outputs, losses, tf.concat([dw1, db1, dw2, db2], axis=0), unit_means
-
-    def batched(self, theta: Any, weights: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
-        """Any depth, ``[k, n, width]`` activations and a tape; returns as :meth:`wide`."""
-        import tensorflow as tf
-
-        theta = tf.reshape(theta, [weights.shape[0], self.parameter_count])  # member-major
-        with tf.GradientTape() as tape:
-            tape.watch(theta)
-            values, hidden = self.x[None], []
-            for (start, n_in, n_out), name in zip(self.slices, self.activations, strict=True):
-                kernel = tf.reshape(theta[:, start : start + n_in * n_out], [-1, n_in, n_out])
-                bias = theta[:, None, start + n_in * n_out : start + n_in * n_out + n_out]
-                # A batched matmul, even for one input: it sums in the order Keras' Dense does.
-                values = activate(name, tf.matmul(values, kernel) + bias)
-                hidden.append(values)
-            yhat = tf.reshape(values, [theta.shape[0], -1])
-            losses = self.losses(yhat, weights)
-            total = tf.reduce_sum(losses)  # members are independent: d total/d theta_k = dL_k
-        grad = tf.reshape(tape.gradient(total, theta), [-1]) if gradients else None
-        unit_means = [tf.reduce_mean(a, axis=1) for a in hidden[:-1]]
-        unit_means = tf.concat(unit_means, axis=1) if unit_means else None
-        return tf.reduce_mean(yhat, axis=1), losses, grad, unit_means
 
     def evaluate(self, thetas: Sequence[Any], gradients: bool) -> tuple[list[Any], ...]:
         """Per group: the output means, losses, gradients (graph order; None without
         ``gradients``) and hidden-unit means (None unless recorded) with the groups'
         parameters ``thetas`` (graph order)."""
         results = [
-            self.formulation(theta, weights, gradients)
+            self.nets(theta, weights, gradients)
             for theta, weights in zip(thetas, self.group_weights, strict=True)
         ]
         return tuple(list(column) for column in zip(*results, strict=True))
@@ -391,7 +283,7 @@ class StackedRecorder:
     ) -> tuple:
         """One epoch of one group from its parameters and moments (graph order): output
         means, losses, gradient, hidden-unit means, new parameters and moments."""
-        outputs, losses, grad, unit_means = self.formulation(theta, weights, gradients=True)
+        outputs, losses, grad, unit_means = self.nets(theta, weights, gradients=True)
         state = OptimizerState(iterations, theta, moments)
         _, new = self.optimizer.update(state, [grad], rates)
         return outputs, losses, grad, unit_means, new.theta, *new.moments
