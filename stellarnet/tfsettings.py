@@ -9,14 +9,14 @@ set yourself is never replaced.
     them on, a traced run no longer equals the eager loop bit for bit (tanh and sigmoid nets:
     up to 1e-6 apart after 200 epochs) and a stacked sweep member no longer equals its
     separate run (HR net, 200 epochs: loss 1e-5 and a weight 2e-4 apart, relatively). They
-    were also slower here: 0.148 against 0.085 ms per HR-net epoch at steady state
-    (``benchmarks/bench_recorder.py``, 2-core Intel Xeon). Import stellarnet before
-    TensorFlow (or export the variable) to get them off; otherwise training logs a warning.
+    were also slower on these small nets (``benchmarks/bench_recorder.py``). Import
+    stellarnet before TensorFlow (or export the variable) to get them off; otherwise training
+    logs a warning.
 ``TF_NUM_INTRAOP_THREADS=1``, set by :func:`apply` (the ``stellarnet`` command, the
 benchmark, the tests)
     One thread per op: these nets' ops are too small to split, and the stacked sweeps run
-    their member groups side by side on the cores instead (:mod:`stellarnet.train.stacked`). Not set
-    on import, because it would slow down whatever else a session does with TensorFlow.
+    their member groups side by side on the cores instead (:mod:`stellarnet.train.grouping`).
+    Not set on import, because it would slow down whatever else a session does with TensorFlow.
 """
 
 from __future__ import annotations
