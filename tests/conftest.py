@@ -4,7 +4,6 @@ the network."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -76,8 +75,8 @@ def train_hr(hr_config: ExperimentConfig, hr_dataset: Dataset) -> Callable[..., 
     Each distinct call trains once per session (fresh model built from the seed); callers
     get a copy, so they may modify it.
     """
+    from stellarnet.train.loop import train
     from stellarnet.train.models import build_model
-    from stellarnet.train.recorder import train
 
     cache: dict[tuple, pd.DataFrame] = {}
 
@@ -86,11 +85,8 @@ def train_hr(hr_config: ExperimentConfig, hr_dataset: Dataset) -> Callable[..., 
     ) -> pd.DataFrame:
         key = (learning_rate, optimizer, epochs, seed)
         if key not in cache:
-            spec = hr_config.model
-            if seed is not None:
-                spec = dataclasses.replace(spec, seed=seed)
             cache[key] = train(
-                build_model(spec),
+                build_model(hr_config.model, hr_config.seed if seed is None else seed),
                 hr_dataset.x,
                 hr_dataset.y,
                 learning_rate=learning_rate,

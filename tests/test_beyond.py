@@ -106,8 +106,8 @@ def test_minibatch_rows_are_means_over_steps_with_end_of_epoch_parameters(catalo
     """A linear 4-1 net with plain SGD, replayed in numpy step by step."""
     import tensorflow as tf
 
+    from stellarnet.train.loop import train
     from stellarnet.train.models import ModelSpec, build_model, model_layers
-    from stellarnet.train.recorder import train
 
     frame = pd.read_csv(catalog)
     data = make_dataset(
@@ -117,7 +117,7 @@ def test_minibatch_rows_are_means_over_steps_with_end_of_epoch_parameters(catalo
         seed=2,
         split=Split(train=0.8, validation=0.2),
     )
-    model = build_model(ModelSpec(inputs=4, hidden=(), seed=4))
+    model = build_model(ModelSpec(inputs=4, hidden=()), 4)
     ((kernel, bias),) = [(k.astype(float), b.astype(float)) for k, b in model_layers(model)]
     lr, batch, seed = 0.1, 40, 11  # 96 rows: steps of 40, 40 and 16 rows
     history = train(
@@ -188,13 +188,14 @@ def test_experiment_records_val_loss_and_test_metrics(catalog, tmp_path, capsys)
 
 
 def test_l2_penalty_is_in_the_loss_and_dropout_is_off_at_row_0(catalog):
+    from stellarnet.train.loop import train
     from stellarnet.train.models import ModelSpec, build_model
-    from stellarnet.train.recorder import train
 
     frame = pd.read_csv(catalog)
     data = make_dataset(frame, [ColumnSpec(c) for c in FEATURES], ColumnSpec("y"), seed=2)
-    spec = ModelSpec(inputs=4, hidden=(5,), seed=8, l2=0.03, dropout=0.5)
-    history = train(build_model(spec), data.x, data.y, learning_rate=0.01, epochs=2, engine="eager")
+    spec = ModelSpec(inputs=4, hidden=(5,), l2=0.03, dropout=0.5)
+    model = build_model(spec, 8)
+    history = train(model, data.x, data.y, learning_rate=0.01, epochs=2, engine="eager")
     row0 = history.iloc[0]
     layers = layers_from_row(row0, spec.layer_sizes)
     yhat, _ = forward(layers, data.x)
@@ -204,7 +205,7 @@ def test_l2_penalty_is_in_the_loss_and_dropout_is_off_at_row_0(catalog):
     assert np.isfinite(history["loss"]).all()
     # Without L2 (same seed, same initial weights) row 0 is the plain MSE.
     plain = train(
-        build_model(dataclasses.replace(spec, l2=0.0)),
+        build_model(dataclasses.replace(spec, l2=0.0), 8),
         data.x,
         data.y,
         learning_rate=0.01,
@@ -241,7 +242,7 @@ def test_committee_engines_agree_and_members_start_from_their_seeds(catalog, tmp
     _, data = load_data(config)
     starts = initial_layers(config, [5, 6])
     for (k0, b0), (k1, _), (k_single, b_single) in zip(
-        starts[0], starts[1], model_layers(build_model(config.model)), strict=True
+        starts[0], starts[1], model_layers(build_model(config.model, config.seed)), strict=True
     ):
         np.testing.assert_array_equal(k0, k_single)  # member 0 = the single run's start
         np.testing.assert_array_equal(b0, b_single)

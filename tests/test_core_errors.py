@@ -29,10 +29,10 @@ BAD_LEARNING_RATES = [0, 0.0, -0.1, math.nan, math.inf, -math.inf, "fast", None]
 
 @pytest.mark.parametrize("learning_rate", BAD_LEARNING_RATES, ids=repr)
 def test_train_refuses_a_bad_learning_rate(hr_config, hr_dataset, learning_rate):
+    from stellarnet.train.loop import train
     from stellarnet.train.models import build_model
-    from stellarnet.train.recorder import train
 
-    model = build_model(hr_config.model)
+    model = build_model(hr_config.model, hr_config.seed)
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ConfigError, match="learning rate") as err:
         train(model, hr_dataset.x, hr_dataset.y, learning_rate=learning_rate, epochs=2)
@@ -236,6 +236,7 @@ SHIPPED = experiment_path("hr_relation")
         ("seed = 1453", "seed = 1453\nseeds = 3", "unknown key(s) ['seeds'] at top level"),
         ("learning_rate = 0.1", "learn_rate = 0.1", "unknown key(s) ['learn_rate'] at [training]"),
         ("hidden = [6]", "hidden = [6]\nwidth = 3", "unknown model setting(s) ['width']"),
+        ("hidden = [6]", "hidden = [6]\nseed = 3", "[model] seed: the seed is set once"),
         ("learning_rate = 0.1", "learning_rate = 0", "learning rate must be finite and > 0"),
         ("learning_rate = 0.1", "learning_rate = -0.3", "learning rate must be finite and > 0"),
         ("learning_rate = 0.1", "learning_rate = nan", "learning rate must be finite and > 0"),
@@ -284,12 +285,12 @@ def test_shipped_config_loads_as_documented():
 def test_diverging_training_raises_with_partial_history(
     hr_config, hr_dataset, optimizer, learning_rate
 ):
+    from stellarnet.train.loop import train
     from stellarnet.train.models import build_model
-    from stellarnet.train.recorder import train
 
     with pytest.raises(TrainingDiverged, match="diverged at epoch") as err:
         train(
-            build_model(hr_config.model),
+            build_model(hr_config.model, hr_config.seed),
             hr_dataset.x,
             hr_dataset.y,
             learning_rate=learning_rate,

@@ -48,7 +48,8 @@ def test_epoch_zero_row_holds_the_initial_model(train_hr, hr_config, hr_dataset)
     from stellarnet.train.models import build_model
 
     row0 = train_hr(0.1).iloc[0]
-    initial = build_model(hr_config.model).get_weights()  # [W1 (1, 6), b1, W2 (6, 1), b2]
+    # [W1 (1, 6), b1, W2 (6, 1), b2]
+    initial = build_model(hr_config.model, hr_config.seed).get_weights()
     np.testing.assert_array_equal(
         row0[PARAMETERS].to_numpy(float), np.concatenate([w.ravel() for w in initial])
     )

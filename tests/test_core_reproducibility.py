@@ -8,16 +8,23 @@ import random
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from stellarnet.data.datasets import make_dataset
+from stellarnet.errors import ConfigError
 from stellarnet.results.history import load_history
 from stellarnet.runs.experiment import run_experiment
 
 
-def initial_weights(spec) -> np.ndarray:
+def initial_weights(spec, seed: int) -> np.ndarray:
     from stellarnet.train.models import build_model
 
-    return np.concatenate([w.ravel() for w in build_model(spec).get_weights()])
+    return np.concatenate([w.ravel() for w in build_model(spec, seed).get_weights()])
+
+
+def flat(layers) -> np.ndarray:
+    """(kernel, bias) pairs as one vector, in the history's (and ``get_weights``') order."""
+    return np.concatenate([array.ravel() for pair in layers for array in pair])
 
 
 def sorted_pairs(dataset) -> np.ndarray:
@@ -41,20 +48,48 @@ def test_two_runs_with_the_same_seed_are_bit_identical(hr_config, tmp_path):
 def test_initial_weights_depend_on_the_seed_alone(hr_config):
     import keras
 
-    reference = initial_weights(hr_config.model)
+    reference = initial_weights(hr_config.model, hr_config.seed)
     keras.utils.set_random_seed(99)  # disturb the global random states (Python, NumPy, TF)
     random.random()
     keras.random.uniform((4,))
-    np.testing.assert_array_equal(initial_weights(hr_config.model), reference)
-    other = initial_weights(dataclasses.replace(hr_config.model, seed=7))
+    np.testing.assert_array_equal(initial_weights(hr_config.model, hr_config.seed), reference)
+    other = initial_weights(hr_config.model, 7)
     assert other.shape == reference.shape
     assert not np.array_equal(other, reference)
 
 
-def test_seed_override_reaches_model_and_dataset(hr_config):
+def test_the_config_holds_the_one_seed(hr_config):
     config = hr_config.with_overrides(seed=7)
-    assert config.seed == 7 and config.model.seed == 7
-    assert hr_config.seed == 1453 and hr_config.model.seed == 1453  # original left alone
+    assert config.seed == 7 and hr_config.seed == 1453  # original left alone
+    assert not hasattr(config.model, "seed")  # the model spec has none to disagree with
+    with pytest.raises(ConfigError, match="seed must be an integer from 0 to"):
+        dataclasses.replace(hr_config, seed=-1)
+
+
+def test_replacing_the_configs_seed_changes_the_initial_weights(hr_config, hr_dataset):
+    """``dataclasses.replace(config, seed=s)`` reaches the weights of every kind of run."""
+    from stellarnet.runs.committee import initial_layers
+    from stellarnet.runs.experiment import train_config
+    from stellarnet.runs.sweep import initial_members
+
+    config = hr_config.with_overrides(epochs=1)
+    other = dataclasses.replace(config, seed=7)
+    expected = initial_weights(config.model, 7)
+    assert not np.array_equal(expected, initial_weights(config.model, config.seed))
+    history = train_config(other, hr_dataset)
+    np.testing.assert_array_equal(history.loc[0, "w^1_1":"b^2_1"].to_numpy(float), expected)
+    for init in ("same", "notebook"):
+        start = flat(initial_members(other, 1, init)[0])
+        assert np.array_equal(start, expected) == (init == "same")
+    np.testing.assert_array_equal(flat(initial_layers(other, [other.seed])[0]), expected)
+
+
+def test_a_seed_in_an_old_run_json_model_table_is_skipped(hr_config):
+    """run.json files written when the model spec held a copy of the seed still load."""
+    from stellarnet.train.models import ModelSpec
+
+    old_table = hr_config.model.to_dict() | {"seed": 1453}
+    assert ModelSpec.from_dict(old_table) == hr_config.model
 
 
 def test_different_seed_gives_a_different_history(train_hr):

@@ -52,7 +52,8 @@ def test_notebook_init_is_clone_model_in_order(hr):
 
     config, data = hr
     long = train_sweep(config.with_overrides(init="notebook"), data, [0.3, 0.1])
-    base = build_model(config.model)  # seeds Keras, then builds: the notebook's first cell
+    # Seed Keras, then build: the notebook's first cell.
+    base = build_model(config.model, config.seed)
     first, second = (keras.models.clone_model(base) for _ in range(2))
     for lr, clone in ((0.3, first), (0.1, second)):
         row = long[(long["lr"] == lr) & (long["epoch"] == 0)].iloc[0]

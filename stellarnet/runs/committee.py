@@ -2,8 +2,8 @@
 
 Member k (k = 0..N-1):
 
-* starts from the weights of ``build_model(config.model with seed = config.seed + k)``, so
-  member 0 starts where the single ``stellarnet experiment`` run starts;
+* starts from the weights of ``build_model(config.model, config.seed + k)``, so member 0
+  starts where the single ``stellarnet experiment`` run starts;
 * trains on a bootstrap sample of the training rows: n rows drawn with replacement, given
   as counts ``counts[k, i]`` (how often row i was drawn; :func:`bootstrap_counts`, seeded
   with ``config.seed``).
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stellarnet.checks import check_choice, is_int
 from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError
 from stellarnet.params import Layers, forward
@@ -136,7 +137,7 @@ def initial_layers(config: ExperimentConfig, seeds: list[int]) -> list[Layers]:
     """Initial (kernel, bias) arrays of one freshly built model per seed."""
     from stellarnet.train.models import build_model, model_layers
 
-    return [model_layers(build_model(dataclasses.replace(config.model, seed=s))) for s in seeds]
+    return [model_layers(build_model(config.model, seed)) for seed in seeds]
 
 
 def train_committee(
@@ -168,12 +169,9 @@ def train_committee(
         For fewer than 2 members, an unknown engine, or ``"stacked"`` with a config it
         cannot train exactly.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_MEMBERS:
+    if not is_int(size) or size < MIN_MEMBERS:
         raise ConfigError(f"a committee needs at least {MIN_MEMBERS} members, got {size!r}")
-    if engine not in COMMITTEE_ENGINES:
-        raise ConfigError(
-            f"committee engine must be one of {list(COMMITTEE_ENGINES)}, got {engine!r}"
-        )
+    check_choice(engine, "committee engine", COMMITTEE_ENGINES)
     if engine == "auto":
         engine = "stacked" if stackable(config) else "sequential"
     elif engine == "stacked" and not stackable(config):
@@ -237,9 +235,8 @@ def _train_sequential(
     for member, (seed, count) in enumerate(zip(seeds, counts, strict=True)):
         rows = np.repeat(np.arange(len(count)), count)
         sample = dataclasses.replace(dataset, x=dataset.x[rows], y=dataset.y[rows])
-        model_spec = dataclasses.replace(config.model, seed=seed)
-        one = dataclasses.replace(config, seed=seed, model=model_spec)
-        model = build_model(one.model)
+        one = dataclasses.replace(config, seed=seed)
+        model = build_model(one.model, one.seed)
         history = train_config(one, sample, progress, model=model)
         history.insert(0, "member", member)
         parts.append(history)

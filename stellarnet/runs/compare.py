@@ -276,7 +276,7 @@ def run_compare(
             f"{config_origin(config)}: compare scores models on test rows, and the config has "
             "none; add e.g. `split = { train = 0.8, validation = 0.0, test = 0.2 }` to [dataset]"
         )
-    model = build_model(config.model)
+    model = build_model(config.model, config.seed)
     history = train_config(config, dataset, progress, model=model)
     predictions = {"network": model(dataset.x_test, training=False).numpy().ravel()}
     details = {"network": network_detail(config)}

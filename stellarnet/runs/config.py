@@ -42,22 +42,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from stellarnet.checks import (
+    check_choice,
+    check_learning_rate,
+    check_positive_int,
+    check_seed,
+    is_int,
+)
 from stellarnet.data.datasets import DEFAULT_SEED, ColumnSpec, Split
 from stellarnet.data.registry import QUERIES, CatalogQuery
 from stellarnet.errors import ConfigError, StellarnetError
-from stellarnet.train.models import ModelSpec, check_seed
-from stellarnet.train.optimizers import OPTIMIZERS
-from stellarnet.train.recorder import (
-    DEFAULT_RECORD,
-    ENGINES,
-    LOSSES,
-    check_epochs,
-    check_learning_rate,
-    check_record,
-)
-
-INIT_PROTOCOLS = ("same", "notebook")
-"""Sweeps: every rate starts from the same weights, or each from a fresh clone (notebook)."""
+from stellarnet.schema import DEFAULT_RECORD, check_record
+from stellarnet.train.models import ModelSpec
+from stellarnet.vocabulary import ENGINES, INIT_PROTOCOLS, LOSSES, OPTIMIZERS
 
 EXPERIMENT_DIR = Path("experiments")
 """Local experiment configs: ``experiments/`` of the working directory, looked up first."""
@@ -100,30 +97,26 @@ class TrainingSpec:
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
-        size = self.batch_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise ConfigError(f"batch_size must be a positive integer, got {size!r}")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
         object.__setattr__(self, "record", check_record(self.record))
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {list(ENGINES)}, got {self.engine!r}")
-        if self.init not in INIT_PROTOCOLS:
-            raise ConfigError(f"init must be one of {list(INIT_PROTOCOLS)}, got {self.init!r}")
-        every = self.record_every
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"record_every must be a positive integer, got {every!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(
-                f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}"
-            )
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
+        check_choice(self.engine, "engine", ENGINES)
+        check_choice(self.init, "init", INIT_PROTOCOLS)
+        check_positive_int(self.record_every, "record_every")
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.loss, "loss", LOSSES)
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
-        check_epochs(self.epochs)
+        check_positive_int(self.epochs, "epochs")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """A resolved experiment: everything a run needs, and nothing it reads from elsewhere."""
+    """A resolved experiment: everything a run needs, and nothing it reads from elsewhere.
+
+    ``seed`` is the experiment's one seed: it shuffles the rows and, passed to
+    :func:`stellarnet.train.models.build_model`, draws the initial weights. So
+    ``dataclasses.replace(config, seed=s)`` changes both.
+    """
 
     name: str
     query: CatalogQuery | None
@@ -140,6 +133,7 @@ class ExperimentConfig:
     shuffle: bool = True
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if self.query is None and self.catalog_path is None:
             raise ConfigError("an experiment needs a catalog query or a catalog path")
 
@@ -156,10 +150,7 @@ class ExperimentConfig:
         changes = {key: value for key, value in training.items() if value is not None}
         config = dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
         if seed is not None:
-            check_seed(seed)
-            config = dataclasses.replace(
-                config, seed=seed, model=dataclasses.replace(config.model, seed=seed)
-            )
+            config = dataclasses.replace(config, seed=seed)
         if catalog_path is not None:
             config = dataclasses.replace(config, catalog_path=Path(catalog_path))
         return config
@@ -265,11 +256,7 @@ def parse_experiment(
     query, catalog_path = _parse_catalog(raw.get("catalog", {}), source)
     features, target, split = _parse_dataset(_table(raw, "dataset"))
     rows, shuffle = _parse_rows(_table(raw, "dataset"))
-    model_raw = dict(_table(raw, "model"))
-    inputs = model_raw.setdefault("inputs", len(features))
-    if inputs != len(features):
-        raise ConfigError(f"[model] inputs = {inputs} but [dataset] has {len(features)} feature(s)")
-    model = ModelSpec.from_dict(model_raw | {"seed": seed})
+    model = _parse_model(_table(raw, "model"), len(features))
     training_raw = _table(raw, "training")
     _check_keys(training_raw, _TRAINING_KEYS, "[training]")
     return ExperimentConfig(
@@ -327,6 +314,16 @@ def _parse_catalog(
     )
 
 
+def _parse_model(table: dict[str, Any], features: int) -> ModelSpec:
+    """``[model]``: its ``inputs`` default to (and must equal) the number of features."""
+    if "seed" in table:
+        raise ConfigError("[model] seed: the seed is set once, at the top level (seed = ...)")
+    inputs = table.get("inputs", features)
+    if inputs != features:
+        raise ConfigError(f"[model] inputs = {inputs} but [dataset] has {features} feature(s)")
+    return ModelSpec.from_dict(table | {"inputs": inputs})
+
+
 def _parse_dataset(table: dict[str, Any]) -> tuple[tuple[ColumnSpec, ...], ColumnSpec, Split]:
     _check_keys(table, _DATASET_KEYS, "[dataset]")
     if "features" not in table or "target" not in table:
@@ -364,7 +361,7 @@ def _parse_rows(table: dict[str, Any]) -> tuple[tuple[int, ...] | None, bool]:
             not isinstance(rows, list)
             or not rows
             or len(set(rows)) != len(rows)
-            or any(isinstance(r, bool) or not isinstance(r, int) or r < 0 for r in rows)
+            or not all(is_int(r) and r >= 0 for r in rows)
         ):
             raise ConfigError(
                 f"[dataset] rows must be a non-empty list of distinct 0-based row numbers, "

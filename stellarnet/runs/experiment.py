@@ -224,12 +224,12 @@ def train_config(
 
     Returns the history; ``model`` (if given) is trained in place.
     """
+    from stellarnet.train.loop import train
     from stellarnet.train.models import build_model
-    from stellarnet.train.recorder import train
 
     spec = config.training
     check_batch_size(config, dataset)
-    model = build_model(config.model) if model is None else model
+    model = build_model(config.model, config.seed) if model is None else model
     return train(
         model,
         dataset.x,
@@ -293,12 +293,12 @@ def run_experiment(
     model, init_record = None, {}
     if init_from is not None:
         layers = read_initial_layers(init_from, config.model.layer_sizes)
-        model = set_model_layers(build_model(config.model), layers)
+        model = set_model_layers(build_model(config.model, config.seed), layers)
         init_record = {
             "init_from": {"path": display_path(init_from), "sha256": sha256_file(init_from)}
         }
     catalog, dataset = load_data(config)
-    model = build_model(config.model) if model is None else model
+    model = build_model(config.model, config.seed) if model is None else model
     history = train_config(config, dataset, progress, model=model, jit_compile=jit_compile)
     record = run_record(config, catalog, dataset, history, time.perf_counter() - started)
     record |= init_record | {"jit_compile": jit_compile}

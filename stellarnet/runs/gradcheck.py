@@ -41,8 +41,8 @@ import pandas as pd
 
 from stellarnet.errors import ConfigError
 from stellarnet.params import Layers, layers_from_row
-from stellarnet.results.history import PARAMETER_KINDS, column_name, parse_column
 from stellarnet.runs.config import ExperimentConfig
+from stellarnet.schema import PARAMETER_KINDS, column_name, parse_column
 from stellarnet.train.analytic import DERIVATIVES, LOSS_FACTORS, Backprop, backprop
 
 if TYPE_CHECKING:
@@ -275,8 +275,8 @@ def check_gradients(
         If the few epochs of training diverge.
     """
     from stellarnet.runs.experiment import load_data
+    from stellarnet.train.loop import train
     from stellarnet.train.models import build_model, set_model_layers
-    from stellarnet.train.recorder import train
 
     spec, sizes = config.model, config.model.layer_sizes
     if len(spec.hidden) != 1:
@@ -285,7 +285,7 @@ def check_gradients(
             "are written out for one hidden layer"
         )
     _, dataset = load_data(config)
-    model = build_model(spec)
+    model = build_model(spec, config.seed)
     if initial_layers is not None:
         set_model_layers(model, initial_layers)
     if model.losses or len(model.trainable_variables) != 2 * len(sizes[1:]):

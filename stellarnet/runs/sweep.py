@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stellarnet.checks import check_choice, check_learning_rate
 from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError
 from stellarnet.files import staged_folder
@@ -49,7 +50,7 @@ from stellarnet.runs.experiment import (
     train_config,
     write_run_files,
 )
-from stellarnet.train.recorder import check_learning_rate
+from stellarnet.vocabulary import INIT_PROTOCOLS
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,11 @@ def initial_members(config: ExperimentConfig, count: int, init: str) -> list[Lay
 
     from stellarnet.train.models import build_model, model_layers
 
-    base = build_model(config.model)
+    check_choice(init, "init", INIT_PROTOCOLS)
+    base = build_model(config.model, config.seed)
     if init == "same":
         return [model_layers(base)] * count
-    if init == "notebook":
-        return [model_layers(keras.models.clone_model(base)) for _ in range(count)]
-    raise ConfigError(f"init must be 'same' or 'notebook', got {init!r}")
+    return [model_layers(keras.models.clone_model(base)) for _ in range(count)]
 
 
 def train_sweep(
@@ -138,7 +138,7 @@ def train_sweep(
     parts = []
     for lr, layers in zip(rates, members, strict=True):
         one = dataclasses.replace(config, training=dataclasses.replace(spec, learning_rate=lr))
-        model = set_model_layers(build_model(config.model), layers)
+        model = set_model_layers(build_model(config.model, config.seed), layers)
         history = train_config(one, dataset, progress, model=model, jit_compile=jit_compile)
         history.insert(0, "lr", lr)
         parts.append(history)
