@@ -41,4 +41,4 @@ figures:
 	$(SN) figures $(EXP) $(FIGURE_OPTS)
 
 clean:
-	rm -rf results .pytest_cache .ruff_cache build *.egg-info
+	rm -rf results .pytest_cache .ruff_cache build dist *.egg-info

@@ -224,21 +224,7 @@ def make_dataset(
         If a column is missing or no usable rows remain.
     """
     specs = [*features, target]
-    missing = [spec.column for spec in specs if spec.column not in frame.columns]
-    if missing:
-        raise CatalogError(f"{source} is missing column(s) {missing}; it has {list(frame.columns)}")
-    keep = valid_rows(frame, specs)
-    kept = frame.loc[keep]
-    dropped = int((~keep).sum())
-    log.info(
-        "%s: kept %d of %d rows, dropped %d (missing, non-finite or non-positive before log10)",
-        source,
-        len(kept),
-        len(frame),
-        dropped,
-    )
-    if len(kept) == 0:
-        raise CatalogError(f"{source}: no usable rows for columns {[s.column for s in specs]}")
+    kept, dropped = _usable_rows(frame, specs, source)
     split = split or Split()
     n_train, n_val, _ = split.sizes(len(kept))
     rng_order = np.random.default_rng(seed).permutation(len(kept)) if seed is not None else None
@@ -267,3 +253,28 @@ def make_dataset(
         y_test,
         split,
     )
+
+
+def _usable_rows(
+    frame: pd.DataFrame, specs: Sequence[ColumnSpec], source: str
+) -> tuple[pd.DataFrame, int]:
+    """The rows of ``frame`` that every column of ``specs`` can use, and how many were dropped.
+
+    Raises CatalogError if a column is missing or no row is left.
+    """
+    missing = [spec.column for spec in specs if spec.column not in frame.columns]
+    if missing:
+        raise CatalogError(f"{source} is missing column(s) {missing}; it has {list(frame.columns)}")
+    keep = valid_rows(frame, specs)
+    kept = frame.loc[keep]
+    dropped = int((~keep).sum())
+    log.info(
+        "%s: kept %d of %d rows, dropped %d (missing, non-finite or non-positive before log10)",
+        source,
+        len(kept),
+        len(frame),
+        dropped,
+    )
+    if len(kept) == 0:
+        raise CatalogError(f"{source}: no usable rows for columns {[s.column for s in specs]}")
+    return kept, dropped
