@@ -299,7 +299,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``stellarnet compare NAME [--committee N]``: one table of test metrics per model."""
-    from stellarnet.runs.compare import report_lines, run_compare
+    from stellarnet.runs.compare import run_compare
+    from stellarnet.runs.compare_report import report_lines
 
     config = run_config(args, learning_rate=args.lr)
     result = run_compare(

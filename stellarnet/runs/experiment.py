@@ -17,42 +17,37 @@ written to a temporary folder beside it and swapped in only when complete.
 from __future__ import annotations
 
 import logging
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from stellarnet import __version__, tfsettings
+from stellarnet import tfsettings
 from stellarnet.data.datasets import Dataset, make_dataset
 from stellarnet.data.loading import load_catalog, load_catalog_file
-from stellarnet.data.registry import PROJECT_ROOT, Catalog
-from stellarnet.errors import CatalogError, ConfigError, ResultsExist
+from stellarnet.data.registry import Catalog
+from stellarnet.errors import CatalogError, ConfigError
 from stellarnet.files import sha256_file, staged_folder, write_json
+from stellarnet.results.folders import (
+    check_not_exists,
+    check_replace,
+    display_path,
+    library_versions,
+    rate_label,
+)
 from stellarnet.results.history import save_history
+from stellarnet.results.saved import RUN_JSON
 from stellarnet.runs.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 HISTORY_CONVENTION = (
     "row k: output, loss and gradients computed with the parameters before epoch k's update; "
     "w and b after it; row 0 holds the initial parameters"
-)
-LIBRARIES = (
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "tensorflow",
-    "keras",
-    "astropy",
-    "astroquery",
-    "matplotlib",
 )
 
 
@@ -65,29 +60,9 @@ class RunResult:
     record: dict[str, Any]
 
 
-def rate_label(learning_rate: float) -> str:
-    """The shortest text that reads back as exactly ``learning_rate``: 0.3 -> ``"0.3"``."""
-    short = f"{learning_rate:g}"
-    return short if float(short) == learning_rate else repr(float(learning_rate))
-
-
 def run_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
     """``results/<experiment>/lr=<lr>`` for ``config``."""
     return Path(results_dir) / config.name / f"lr={rate_label(config.training.learning_rate)}"
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python, stellarnet and the libraries a run depends on."""
-    versions = {"python": platform.python_version(), "stellarnet": __version__}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            try:
-                versions[name] = metadata.version(f"{name}-cpu")
-            except metadata.PackageNotFoundError:
-                versions[name] = "not installed"
-    return versions
 
 
 def load_data(config: ExperimentConfig) -> tuple[Catalog, Dataset]:
@@ -143,35 +118,6 @@ def check_batch_size(config: ExperimentConfig, dataset: Dataset) -> None:
             f"training rows ({dataset.rows} rows kept, train fraction {config.split.train:g}); "
             "lower it, or remove it to train on the full batch"
         )
-
-
-def holds_results(folder: Path) -> bool:
-    """Whether ``folder`` exists and holds any file."""
-    return folder.exists() and any(folder.iterdir())
-
-
-def check_not_exists(folder: Path, force: bool) -> None:
-    """Raise ResultsExist if ``folder`` holds files and ``force`` is False."""
-    if holds_results(folder) and not force:
-        raise ResultsExist(
-            f"{folder} already holds a run; pass --force to replace it, or move it away first"
-        )
-
-
-def check_replace(folder: Path, force: bool) -> None:
-    """The last check before new results are swapped in: refuse, or say what is replaced."""
-    check_not_exists(folder, force)
-    if holds_results(folder):
-        log.info("replacing the earlier results in %s (--force)", folder)
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the project if it lies inside it, else absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def run_record(

@@ -274,21 +274,52 @@ def check_gradients(
     TrainingDiverged
         If the few epochs of training diverge.
     """
-    from stellarnet.runs.experiment import load_data
-    from stellarnet.train.loop import train
-    from stellarnet.train.models import build_model, set_model_layers
-
-    spec, sizes = config.model, config.model.layer_sizes
+    spec, sizes, loss = config.model, config.model.layer_sizes, config.training.loss
     if len(spec.hidden) != 1:
         raise ConfigError(
             f"experiment {config.name!r} has hidden = {list(spec.hidden)}; analytic gradients "
             "are written out for one hidden layer"
         )
+    model, history, x, y = recorded_training(config, epochs, initial_layers)
+    model64 = float64_copy(model)
+    rows, zeros, total = [], 0, 0
+    for k in range(len(history)):
+        layers = layers_from_row(history.iloc[k], sizes)
+        passed = backprop(layers, x, y, spec.activation, spec.output_activation, loss)
+        analytic = passed.named()
+        scale = gradient_scale(passed, layers, x, y, spec.activation, spec.output_activation, loss)
+        zeros += int(np.sum(passed.z1 == 0) + np.sum(passed.z2 == 0))
+        total += passed.z1.size + passed.z2.size
+        others = {"tape float64": tape_gradients(model64, layers, x, y, loss)}
+        if k + 1 < len(history):
+            recorded = history.iloc[k + 1]
+            others["recorded float32"] = {n: float(recorded[n]) for n in analytic}
+        rows += difference_rows(int(history["epoch"].iloc[k]), analytic, others, scale)
+    description = (
+        f"check-gradients {config.name}: {'-'.join(map(str, sizes))} "
+        f"{spec.activation}/{spec.output_activation} net, loss {loss}, "
+        f"{len(y)} samples, optimizer {config.training.optimizer} lr "
+        f"{config.training.learning_rate:g}, parameters of epochs 0..{epochs}"
+    )
+    return GradientCheck(
+        pd.DataFrame(rows), tolerance, tolerance_float32, zeros, total, description
+    )
+
+
+def recorded_training(
+    config: ExperimentConfig, epochs: int, initial_layers: Layers | None
+) -> tuple[keras.Model, pd.DataFrame, np.ndarray, np.ndarray]:
+    """Train ``config``'s model for ``epochs`` full-batch epochs, recording every parameter
+    and gradient; return the trained model, its history and the data in float64."""
+    from stellarnet.runs.experiment import load_data
+    from stellarnet.train.loop import train
+    from stellarnet.train.models import build_model, set_model_layers
+
     _, dataset = load_data(config)
-    model = build_model(spec, config.seed)
+    model = build_model(config.model, config.seed)
     if initial_layers is not None:
         set_model_layers(model, initial_layers)
-    if model.losses or len(model.trainable_variables) != 2 * len(sizes[1:]):
+    if model.losses or len(model.trainable_variables) != 2 * len(config.model.layer_sizes[1:]):
         raise ConfigError("analytic gradients cover Dense layers without regularisation only")
     history = train(
         model,
@@ -301,42 +332,28 @@ def check_gradients(
         record=("kernels", "biases", "gradients"),
         engine="eager",
     )
-    x, y = dataset.x.astype(np.float64), dataset.y.astype(np.float64)
-    model64 = float64_copy(model)
-    rows, zeros, total = [], 0, 0
-    for k in range(len(history)):
-        layers = layers_from_row(history.iloc[k], sizes)
-        passed = backprop(
-            layers, x, y, spec.activation, spec.output_activation, config.training.loss
-        )
-        analytic = passed.named()
-        scale = gradient_scale(
-            passed, layers, x, y, spec.activation, spec.output_activation, config.training.loss
-        )
-        zeros += int(np.sum(passed.z1 == 0) + np.sum(passed.z2 == 0))
-        total += passed.z1.size + passed.z2.size
-        others = {"tape float64": tape_gradients(model64, layers, x, y, config.training.loss)}
-        if k + 1 < len(history):
-            others["recorded float32"] = {n: float(history.iloc[k + 1][n]) for n in analytic}
-        for against, other in others.items():
-            for group, (largest_abs, relative) in compare(analytic, other, scale).items():
-                size = sum(1 for n in analytic if n.startswith(group + "_"))
-                rows.append(
-                    {
-                        "epoch": int(history["epoch"].iloc[k]),
-                        "against": against,
-                        "group": group,
-                        "size": size,
-                        "max_abs": largest_abs,
-                        "max_rel": relative,
-                    }
-                )
-    description = (
-        f"check-gradients {config.name}: {'-'.join(map(str, sizes))} "
-        f"{spec.activation}/{spec.output_activation} net, loss {config.training.loss}, "
-        f"{len(y)} samples, optimizer {config.training.optimizer} lr "
-        f"{config.training.learning_rate:g}, parameters of epochs 0..{epochs}"
-    )
-    return GradientCheck(
-        pd.DataFrame(rows), tolerance, tolerance_float32, zeros, total, description
-    )
+    return model, history, dataset.x.astype(np.float64), dataset.y.astype(np.float64)
+
+
+def difference_rows(
+    epoch: int,
+    analytic: dict[str, float],
+    others: dict[str, dict[str, float]],
+    scale: dict[str, float],
+) -> list[dict[str, Any]]:
+    """The rows of :attr:`GradientCheck.table` for one epoch's parameters: per comparison and
+    parameter group, the largest absolute and relative differences."""
+    rows = []
+    for against, other in others.items():
+        for group, (largest_abs, relative) in compare(analytic, other, scale).items():
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "against": against,
+                    "group": group,
+                    "size": sum(1 for n in analytic if n.startswith(group + "_")),
+                    "max_abs": largest_abs,
+                    "max_rel": relative,
+                }
+            )
+    return rows

@@ -39,13 +39,11 @@ from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError
 from stellarnet.files import staged_folder
 from stellarnet.params import Layers
+from stellarnet.results.folders import check_not_exists, check_replace, rate_label
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import (
     RunResult,
-    check_not_exists,
-    check_replace,
     load_data,
-    rate_label,
     run_record,
     train_config,
     write_run_files,
