@@ -117,9 +117,9 @@ def fixed_costs(spec, seed, x, y) -> tuple[float, float, float]:
     call (setting up the graph, one epoch): what a graph run pays before its epochs."""
     import tensorflow as tf
 
+    from stellarnet.train.engine import compile_epochs
     from stellarnet.train.models import build_model
     from stellarnet.train.recorder import Recorder
-    from stellarnet.train.engine import compile_epochs
 
     started = time.perf_counter()
     model = build_model(spec, seed)
@@ -154,10 +154,10 @@ def main() -> None:
     from stellarnet.data.registry import GAIA_DR2_HR
     from stellarnet.runs.config import load_experiment
     from stellarnet.runs.sweep import train_sweep
-    from stellarnet.train import recorder as training
-    from stellarnet.train.models import HR_NET, build_model
+    from stellarnet.train import engine
     from stellarnet.train.engine import ExecutionPolicy
     from stellarnet.train.loop import train
+    from stellarnet.train.models import HR_NET, build_model
 
     config = load_experiment("hr_relation")
     catalog = load_catalog(GAIA_DR2_HR, offline=True)
@@ -177,12 +177,13 @@ def main() -> None:
     train_sweep(config.with_overrides(epochs=ExecutionPolicy.graph_min_epochs), data, [0.1, 0.2])
 
     lengths = (10, 200) if args.quick else (10, 200, 2000)
+    table: list[tuple[str, str]] = []  # the README's speed table: (what, per epoch or x)
 
     def ours(n_epochs: int, reuse: bool = True) -> float:
         """One recorder run, end to end; ``reuse=False``: as the first run of a process,
         which traces its graph (later runs of the same shapes reuse it)."""
         if not reuse:
-            training._traced_runs.clear()
+            engine._traced_runs.clear()
         return best_of(
             1, lambda: train(hr_net(), x, y, learning_rate=0.1, epochs=n_epochs)
         )
@@ -206,6 +207,20 @@ def main() -> None:
             f"{eager / first:8.1f}x / {fit / first:6.1f}x   {eager / repeat:13.1f}x / "
             f"{fit / repeat:6.1f}x"
         )
+        per = "{:.3f} ms"
+        if epochs == lengths[-1]:
+            table += [
+                (f"the notebook's eager loop (`.numpy()` per variable), {epochs} epochs",
+                 per.format(eager / epochs * 1e3)),
+                (f"`model.fit` + a weight-copying callback (no gradients), {epochs} epochs",
+                 per.format(fit / epochs * 1e3)),
+                (f"stellarnet, {epochs} epochs, first run of a process (traces)",
+                 per.format(first / epochs * 1e3)),
+                (f"stellarnet, {epochs} epochs, repeat run (graph reused)",
+                 per.format(repeat / epochs * 1e3)),
+            ]
+        elif epochs == lengths[0]:
+            table.append((f"stellarnet, {epochs} epochs (eager)", per.format(first / epochs * 1e3)))
     print(f"  (engine 'auto': {lengths[0]} epochs run eagerly, no graph)")
 
     epochs = lengths[-1]
@@ -220,6 +235,8 @@ def main() -> None:
         f"{marginal * 1e3:.3f} ms/epoch = {eager / epochs / marginal:.0f}x the notebook's eager "
         f"epoch, {fit / epochs / marginal:.0f}x model.fit's"
     )
+
+    table.append(("stellarnet, steady state", f"{marginal * 1e3:.3f} ms"))
 
     costs = [fixed_costs(HR_NET, config.seed, x, y) for _ in range(3)]
     build, trace, first_call = (min(c) for c in zip(*costs, strict=True))
@@ -236,7 +253,7 @@ def main() -> None:
         )
         return time.perf_counter() - started, history
 
-    training._traced_runs.clear()
+    engine._traced_runs.clear()
     xla_first, xla_history = xla(epochs)
     xla_repeat = min(xla(epochs)[0] for _ in range(args.repeat))
     xla_double = min(xla(2 * epochs)[0] for _ in range(args.repeat))
@@ -249,6 +266,8 @@ def main() -> None:
         f"repeat run {xla_repeat / epochs * 1e3:.3f}, steady state "
         f"{(xla_double - xla_repeat) / epochs * 1e3:.3f}"
     )
+    table.append((f"stellarnet with `--jit` (XLA), {epochs} epochs, first run",
+                  f"{xla_first / epochs * 1e3:.3f} ms"))
 
     # A sweep traces its stacked graph once, as a first single run does: that is the
     # reference (the fastest first run seen, interleaved with the sweeps).
@@ -271,6 +290,8 @@ def main() -> None:
             f"steady state {(vec2 - vec) / epochs * 1e3:.3f} ms/epoch = "
             f"{(vec2 - vec) / epochs / marginal:.1f}x one run's"
         )
+        table.append((f"sweep of {k} rates, {epochs} epochs, vectorised (one after another)",
+                       f"{vec / single:.2f}x ({seq / single:.2f}x) one run"))
 
     if not args.quick:
         out = subprocess.run(
@@ -282,6 +303,12 @@ def main() -> None:
             f"{int(rows)} rows, SYNTHETIC inputs): {elapsed:.1f} s; history {table:.1f} MiB; "
             f"max RSS {peak:.0f} MiB ({before:.0f} MiB before training)"
         )
+
+
+    print("\nREADME speed table (HR net, 2242 stars, end to end unless said):\n")
+    print("| | per epoch, or cost |\n|---|---|")
+    for what, value in table:
+        print(f"| {what} | {value} |")
 
 
 if __name__ == "__main__":

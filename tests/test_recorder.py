@@ -12,10 +12,10 @@ from stellarnet.data.datasets import make_dataset
 from stellarnet.data.loading import load_catalog
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.runs.config import load_experiment
-from stellarnet.train.models import HR_NET, ModelSpec, build_model, model_layers
-from stellarnet.train.recorder import Recorder
 from stellarnet.train.engine import ExecutionPolicy, compile_epochs, run_epochs
 from stellarnet.train.loop import train
+from stellarnet.train.models import HR_NET, ModelSpec, build_model, model_layers
+from stellarnet.train.recorder import Recorder
 
 SEED = 1453
 """The HR experiment's seed (``experiments/hr_relation.toml``): initial weights of the runs here."""
