@@ -43,3 +43,15 @@ def test_both_recorders_provide_the_protocol(recorder):
 def test_stacked_groups_run_side_by_side_on_the_default_executor():
     assert STACKED_POLICY.executor == "" and STACKED_POLICY.engine == "graph"
     assert Recorder.default_policy.executor == "SINGLE_THREADED_EXECUTOR"
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, {"dropout": 0.1}, {"l2": 1e-3}, {"hidden": (4, 3), "activation": "tanh"}]
+)
+def test_a_specs_plain_flag_matches_the_model_it_builds(settings):
+    """'Plain Dense net' is one test, asked of a ModelSpec or of the Keras model it builds."""
+    from stellarnet.train.chain import DenseChain
+    from stellarnet.train.models import ModelSpec, build_model
+
+    spec = ModelSpec(**settings)
+    assert DenseChain(build_model(spec, 0)).plain == spec.plain

@@ -63,9 +63,8 @@ def sweep_folder(config: ExperimentConfig, results_dir: str | Path = "results") 
 def stackable(config: ExperimentConfig) -> bool:
     """Whether the stacked graph can train this config (plain full-batch dense nets)."""
     return (
-        config.training.batch_size is None
-        and not config.model.dropout
-        and not config.model.l2
+        config.model.plain
+        and config.training.batch_size is None
         and not config.split.validation
     )
 

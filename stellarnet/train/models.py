@@ -66,6 +66,13 @@ class ModelSpec:
             check_choice(getattr(self, name), f"ModelSpec.{name}", ACTIVATIONS)
 
     @property
+    def plain(self) -> bool:
+        """Whether it builds a plain Dense net (no dropout, no penalty): the recorders then
+        compute its gradients with written-out ops, and K of them can train stacked. The
+        Keras-model side of the same test is :attr:`stellarnet.train.chain.DenseChain.plain`."""
+        return not self.dropout and not self.l2
+
+    @property
     def layer_sizes(self) -> tuple[int, ...]:
         """All layer widths, inputs first: (1, 6, 1) for the assignment's net."""
         return (self.inputs, *self.hidden, self.outputs)
