@@ -17,14 +17,8 @@ import pandas as pd
 import pytest
 
 from stellarnet.errors import CatalogError, StellarnetError
-from stellarnet.results.saved import (
-    catalog_path,
-    dead_units,
-    find_results,
-    load_results,
-    network_loss,
-    parameter_matrix,
-)
+from stellarnet.results.analysis import dead_units, network_loss, parameter_matrix
+from stellarnet.results.saved import catalog_path, find_results, load_results
 from stellarnet.viz.figures import (
     plot_hr,
     plot_loss,
@@ -376,15 +370,88 @@ def test_sweep_report_links_each_runs_figures(experiment_dir, tmp_path):
     assert '<img src="lr=0.1/parameters.png"' in html.read_text()
 
 
-def test_untransformed_single_feature_runs_get_the_fit_figures(tmp_path):
-    """The galaxy sizes (no transforms): `figures` adds the data-and-fit and loss-vs-step plots,
-    and draws residuals but no HR diagram (its columns are radii, not Lum and Teff)."""
+@pytest.fixture(scope="module")
+def galaxy_sweep(tmp_path_factory) -> Path:
     from stellarnet.runs.config import load_experiment
     from stellarnet.runs.sweep import run_sweep
-    from stellarnet.viz.figures import regenerate
 
     config = load_experiment("galaxy_sizes").with_overrides(epochs=2)
-    folder = run_sweep(config, [0.1, 0.6], tmp_path).folder
+    return run_sweep(config, [0.1, 0.6], tmp_path_factory.mktemp("galaxy")).folder
+
+
+def test_untransformed_single_feature_runs_get_the_fit_figures(galaxy_sweep):
+    """The galaxy sizes (no transforms): `figures` adds the data-and-fit and loss-vs-step plots,
+    and draws residuals but no HR diagram (its columns are radii, not Lum and Teff)."""
+    folder = galaxy_sweep
     names = {path.name for path in regenerate(folder, grid=5)}
     assert {"fit.png", "loss_steps.png", "residuals.png"} <= names
     assert "hr.png" not in names and not (folder / "hr.png").exists()
+    assert (folder / "fit.pdf").is_file() and (folder / "loss_steps.pdf").is_file()
+
+
+def test_galaxy_figures_share_the_style_labels_and_units(galaxy_sweep):
+    """Fit and loss-vs-step: lines labelled LR=..., in the sweep's colours, radii in arcsec,
+    the loss in arcsec^2; the curves are the saved networks in catalog units."""
+    from stellarnet.viz.galaxy import plot_fit, plot_loss_steps
+    from stellarnet.viz.style import lr_color
+
+    sweep = load_results(galaxy_sweep)
+    ax = plot_fit(sweep).axes[0]
+    assert ax.get_xlabel() == "HST_reff [$\\mathrm{arcsec}$]"
+    assert ax.get_ylabel() == "JWST_reff_size [$\\mathrm{arcsec}$]"
+    for position, lr in enumerate((0.1, 0.6)):
+        (line,) = _lines(ax, f"LR={lr:g}, after 2 steps")
+        assert line.get_color() == lr_color(position)
+        x = np.asarray(line.get_xdata())
+        expected = sweep.predict(sweep.layers(lr), x[:, None])[:, 0]
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    (initial,) = _lines(ax, "initial network")
+    assert initial.get_xdata()[0] == 0.0
+    ax = plot_loss_steps(sweep).axes[0]
+    assert ax.get_yscale() == "log"
+    assert ax.get_ylabel().endswith("[$\\mathrm{arcsec^{2}}$]")
+    assert [line.get_label() for line in ax.get_lines()] == ["LR=0.1", "LR=0.6"]
+
+
+def test_galaxy_figures_are_byte_for_byte_reproducible(galaxy_sweep):
+    from stellarnet.viz.galaxy import fit_figure, loss_steps_figure
+
+    digests = []
+    for _ in range(2):
+        paths = [fit_figure(galaxy_sweep), loss_steps_figure(galaxy_sweep)]
+        digests.append([_digest(p) for path in paths for p in (path, path.with_suffix(".pdf"))])
+    assert digests[0] == digests[1]
+
+
+def test_rebuilt_dataset_takes_the_runs_rows_only(galaxy_sweep, tmp_path):
+    """A run on `[dataset] rows` (the one-galaxy variant) is rebuilt from those rows, in that
+    order, unshuffled; a catalog giving another row count than run.json's is refused."""
+    folder = tmp_path / "run"
+    shutil.copytree(galaxy_sweep / "lr=0.1", folder)
+    record = json.loads((folder / "run.json").read_text())
+    record["config"]["dataset"] |= {"rows": [3, 0], "shuffle": False}
+    record["dataset"]["rows_kept"] = 2
+    (folder / "run.json").write_text(json.dumps(record))
+    results = load_results(folder)
+    catalog = results.catalog()
+    np.testing.assert_array_equal(
+        results.dataset().x[:, 0], catalog["HST_reff"].iloc[[3, 0]].astype(np.float32)
+    )
+    record["dataset"]["rows_kept"] = 71
+    (folder / "run.json").write_text(json.dumps(record))
+    with pytest.raises(CatalogError, match="2 usable rows where run.json records 71"):
+        load_results(folder).dataset()
+
+
+def test_figures_load_neither_tensorflow_nor_the_training_layers():
+    """viz and results sit below train and runs: drawing figures must not start TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stellarnet.viz.figures, stellarnet.viz.galaxy; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras') "
+        "or m.startswith(('stellarnet.train', 'stellarnet.runs'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

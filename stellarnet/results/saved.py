@@ -23,21 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellarnet.data.datasets import ColumnSpec, Dataset, invert_transforms, make_dataset
+from stellarnet.data.datasets import ColumnSpec, Dataset, Split, invert_transforms, make_dataset
 from stellarnet.data.registry import recorded_catalog
 from stellarnet.data.tables import read_catalog_csv
 from stellarnet.errors import CatalogError, StellarnetError
 from stellarnet.files import sha256_file
-from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, column_name, load_history
-from stellarnet.params import Layers, forward, layers_from_row, parameter_names
+from stellarnet.params import Layers, forward, layers_from_row
+from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, load_history
 
-RUN_JSON = "run.json"  # the name stellarnet.runs.experiment writes (not imported: runs imports TensorFlow)
-
-LOSS_FUNCTIONS = {
-    "mse": lambda y, yhat: float(np.mean((y - yhat) ** 2)),
-    "half_mse": lambda y, yhat: float(0.5 * np.mean((y - yhat) ** 2)),
-}
-"""The training losses (:mod:`stellarnet.train.recorder`) in numpy, float64."""
+RUN_JSON = "run.json"
+"""The record file of every run and sweep folder. Defined here, below :mod:`stellarnet.runs`
+(which writes it), so that reading results never needs the layer that trains."""
 
 
 @dataclass
@@ -138,6 +134,11 @@ class SavedResults:
             self._dataset = rebuild_dataset(self.record, self.catalog())
         return self._dataset
 
+    def predict(self, layers: Layers, x: np.ndarray) -> np.ndarray:
+        """The output, shape (rows, outputs), of the network ``layers`` (e.g. :meth:`layers`)
+        with this run's activations on inputs ``x`` (rows, features), in float64."""
+        return forward(layers, x, self.activation, self.output_activation)[0]
+
 
 def _column_spec(entry: Mapping[str, Any]) -> ColumnSpec:
     return ColumnSpec(str(entry["column"]), tuple(entry.get("transforms", ())))
@@ -146,6 +147,12 @@ def _column_spec(entry: Mapping[str, Any]) -> ColumnSpec:
 def lr_label(lr: float) -> str:
     """``0.1`` -> ``"LR=0.1"``."""
     return f"LR={lr:g}"
+
+
+def as_results(source: str | Path | SavedResults) -> SavedResults:
+    """``source`` itself if already read, else :func:`load_results` of that folder: so that
+    every figure takes either, and a folder read once serves many figures."""
+    return source if isinstance(source, SavedResults) else load_results(source)
 
 
 def load_results(folder: str | Path, catalog: str | Path | None = None) -> SavedResults:
@@ -242,92 +249,6 @@ def history_row(history: pd.DataFrame, epoch: int | None = None) -> pd.Series:
     return rows.iloc[0]
 
 
-def parameter_matrix(history: pd.DataFrame, layer_sizes: Sequence[int]) -> np.ndarray:
-    """Per-epoch parameter vectors, shape (rows, parameters): kernels then biases, float64."""
-    names = parameter_names(layer_sizes, "w") + parameter_names(layer_sizes, "b")
-    return history[names].to_numpy(dtype=float)
-
-
-def unit_gradient_columns(layer_sizes: Sequence[int], layer: int, unit: int) -> list[str]:
-    """Gradient columns of hidden unit ``unit`` (1-based) of Dense layer ``layer``: its
-    incoming kernel entries and its bias."""
-    n_in, n_out = layer_sizes[layer - 1], layer_sizes[layer]
-    incoming = [column_name("g", layer, i * n_out + unit) for i in range(n_in)]
-    return [*incoming, column_name("gb", layer, unit)]
-
-
-def dead_units(history: pd.DataFrame, layer_sizes: Sequence[int]) -> dict[tuple[int, int], int]:
-    """Hidden units whose gradient is exactly zero from some epoch to the end.
-
-    Returns
-    -------
-    dict
-        ``(layer, unit) -> first epoch of the final all-zero stretch``; 1 means the unit had
-        zero gradient throughout (a ReLU dead from the start). Units that still learn at the
-        last epoch are left out.
-    """
-    trained = history[history["epoch"] >= 1]
-    dead: dict[tuple[int, int], int] = {}
-    if trained.empty:
-        return dead
-    for layer in range(1, len(layer_sizes) - 1):
-        for unit in range(1, layer_sizes[layer] + 1):
-            zero = (trained[unit_gradient_columns(layer_sizes, layer, unit)] == 0).all(axis=1)
-            zero = zero.to_numpy()
-            if not zero[-1]:
-                continue
-            alive = np.flatnonzero(~zero)
-            first = 0 if alive.size == 0 else alive[-1] + 1
-            dead[(layer, unit)] = int(trained["epoch"].iloc[first])
-    return dead
-
-
-def inactive_units(
-    history: pd.DataFrame, layer_sizes: Sequence[int], epoch: int
-) -> set[tuple[int, int]]:
-    """Hidden units with zero gradient in ``epoch`` (for epoch 0, in epoch 1, whose gradient
-    is computed at the initial weights); empty if that gradient was not recorded."""
-    rows = history[history["epoch"] == max(epoch, 1)]
-    if rows.empty:
-        return set()
-    row = rows.iloc[0]
-    return {
-        (layer, unit)
-        for layer in range(1, len(layer_sizes) - 1)
-        for unit in range(1, layer_sizes[layer] + 1)
-        if all(row[c] == 0 for c in unit_gradient_columns(layer_sizes, layer, unit))
-    }
-
-
-def describe_dead(dead: Mapping[tuple[int, int], int]) -> str:
-    """``{(1, 1): 1, (1, 2): 1, (1, 5): 5}`` -> ``"layer 1: units 1, 2 throughout, unit 5 from
-    epoch 5"``; ``"none"`` if empty."""
-    if not dead:
-        return "none"
-    parts = []
-    for layer in sorted({layer for layer, _ in dead}):
-        groups: dict[int, list[int]] = {}
-        for (where, unit), first in sorted(dead.items()):
-            if where == layer:
-                groups.setdefault(first, []).append(unit)
-        phrases = [
-            f"unit{'s' if len(units) > 1 else ''} {', '.join(map(str, units))} "
-            + ("throughout" if first == 1 else f"from epoch {first}")
-            for first, units in sorted(groups.items())
-        ]
-        parts.append(f"layer {layer}: " + ", ".join(phrases))
-    return "; ".join(parts)
-
-
-def network_loss(results: SavedResults, layers: Layers) -> float:
-    """The training loss of the network ``layers`` on the run's (x, y), in float64."""
-    dataset = results.dataset()
-    yhat, _ = forward(
-        layers, dataset.x.astype(float), results.activation, results.output_activation
-    )
-    return LOSS_FUNCTIONS[results.loss_name](dataset.y.astype(float), yhat)
-
-
 def catalog_path(record: Mapping[str, Any], override: str | Path | None = None) -> Path:
     """The catalog file of a run: ``override``, else ``run.json``'s ``catalog_path`` (relative
     paths are relative to the working directory; a shipped catalog with the recorded sha256
@@ -365,17 +286,37 @@ def load_run_catalog(
 
 
 def rebuild_dataset(record: Mapping[str, Any], frame: pd.DataFrame) -> Dataset:
-    """Rebuild the run's (x, y) with its seed and column specs, and check the fitted transform
-    parameters against those recorded in ``run.json``."""
+    """Rebuild the run's (x, y) as the run built them: its ``[dataset] rows``, its shuffle
+    seed (none if ``shuffle = false``), its split and column specs; then check the row count
+    and the fitted transform parameters against those recorded in ``run.json``."""
     config = record["config"]
-    features = [_column_spec(entry) for entry in config["dataset"]["features"]]
-    target = _column_spec(config["dataset"]["target"])
-    dataset = make_dataset(frame, features, target, seed=config.get("seed"), source="run catalog")
-    recorded = record.get("dataset", {}).get("transform_params")
-    if recorded is not None and not _same_params(recorded, dataset.transform_params):
+    spec = config["dataset"]
+    rows = spec.get("rows")
+    if rows is not None:
+        if max(rows, default=-1) >= len(frame):
+            raise CatalogError(
+                f"the run used catalog rows {rows}, but the catalog has {len(frame)} rows"
+            )
+        frame = frame.iloc[list(rows)]
+    dataset = make_dataset(
+        frame,
+        [_column_spec(entry) for entry in spec["features"]],
+        _column_spec(spec["target"]),
+        seed=config.get("seed") if spec.get("shuffle", True) else None,
+        source="run catalog",
+        split=Split(**spec["split"]) if "split" in spec else None,
+    )
+    recorded = record.get("dataset", {})
+    if recorded.get("rows_kept", dataset.rows) != dataset.rows:
+        raise CatalogError(
+            f"the catalog gives {dataset.rows} usable rows where run.json records "
+            f"{recorded['rows_kept']}; the run cannot be reproduced from it"
+        )
+    params = recorded.get("transform_params")
+    if params is not None and not _same_params(params, dataset.transform_params):
         raise CatalogError(
             "the catalog gives transform parameters different from run.json's "
-            f"({dataset.transform_params} != {recorded}); the run cannot be reproduced from it"
+            f"({dataset.transform_params} != {params}); the run cannot be reproduced from it"
         )
     return dataset
 

@@ -1,104 +1,119 @@
-"""Figures of the galaxy-size experiments (``experiments/galaxy_sizes*.toml``), from saved runs.
+"""Figures of the galaxy-size experiments (``experiments/galaxy_sizes*.toml``), and of any
+run whose one input and one output are catalog columns as they are (no transforms), so that
+the network's curve can be drawn over the data in catalog units.
 
-Like every stellarnet figure they read only a run folder (``history.parquet``, ``run.json``)
-and the catalog file that ``run.json`` names, checked against its recorded sha256:
+Like every stellarnet figure they are read from a results folder by
+:func:`~stellarnet.results.saved.load_results` (the history, ``run.json``, and the catalog
+that ``run.json`` names, checked against its recorded sha256), drawn in the shared style and
+written as PNG and PDF by :mod:`stellarnet.viz.style`:
 
-:func:`fit_figure`
-    The data (HST vs JWST half-light radius) with the network's fitted curve after the last
-    step, one per learning rate, and the initial curve.
-:func:`loss_steps_figure`
-    Loss vs gradient-descent step, one line per learning rate.
+:func:`fit_figure` (``fit.png``/``.pdf``)
+    The data (HST vs JWST half-light radius, arcsec) with the network's fitted curve after
+    the last step, one per learning rate, and the initial curve.
+:func:`loss_steps_figure` (``loss_steps.png``/``.pdf``)
+    Loss vs gradient-descent step on a log scale, one line per learning rate.
 
-Draw both for every galaxy run under ``results/``::
+``stellarnet figures galaxy_sizes`` draws them with the rest; to draw only these two for
+every galaxy run under ``results/``::
 
     python -m stellarnet.viz.galaxy [RESULTS_DIR]
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from stellarnet.data.registry import PROJECT_ROOT
-from stellarnet.errors import CatalogError, StellarnetError
-from stellarnet.files import atomic_write, sha256_file
-from stellarnet.params import forward, layers_from_row
-from stellarnet.results.history import load_history
+from stellarnet.errors import StellarnetError
+from stellarnet.results.analysis import network_loss, prediction_curve
+from stellarnet.results.saved import RUN_JSON, SavedResults, as_results, lr_label
+from stellarnet.viz.style import (
+    LOSS_LABELS,
+    axis_label,
+    loss_unit,
+    lr_color,
+    new_figure,
+    write_figure,
+)
+from stellarnet.viz.training import draw_loss_lines, rates_title
 
-STYLE = {
-    "figure.figsize": (6.0, 4.5),
-    "figure.dpi": 100,
-    "savefig.dpi": 150,
-    "font.size": 10,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-}
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 EXPERIMENTS = ("galaxy_sizes", "galaxy_sizes_single")
 """Experiment folders :func:`galaxy_figures` looks for under the results folder."""
 
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
-    plt.close(fig)
-    return path
+FIT_POINTS = 300
+REACH = 1.05
+"""The fitted curve runs from input 0 (where a ReLU net's kinks show) to this much beyond
+the largest input."""
+FEW = 5
+"""Up to this many trained galaxies are drawn larger, to stand out among the others."""
+DATA_COLOR = "0.5"
+"""Grey of the galaxies, light enough that the darkest learning-rate line stands out."""
 
 
-def read_run(folder: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A run folder's history table and ``run.json`` record."""
-    folder = Path(folder)
-    record_path = folder / "run.json"
-    if not record_path.is_file():
-        raise StellarnetError(f"{folder} holds no run.json; run the experiment first")
-    return load_history(folder), json.loads(record_path.read_text(encoding="utf-8"))
+def fits_in_catalog_units(results: SavedResults) -> bool:
+    """Whether the run maps one untransformed column to one untransformed column, so that the
+    fit can be drawn in catalog units."""
+    specs = (*results.features, results.target)
+    return (
+        len(results.features) == 1
+        and results.layer_sizes[-1] == 1
+        and not any(spec.transforms for spec in specs)
+    )
 
 
-def run_catalog(record: dict[str, Any]) -> pd.DataFrame:
-    """The catalog a run was trained from, after checking its sha256 against ``run.json``."""
-    path = Path(record["catalog_path"])
-    path = path if path.is_absolute() else PROJECT_ROOT / path
-    if not path.is_file():
-        raise CatalogError(f"the run's catalog {path} is gone; the fit figure needs its data")
-    if sha256_file(path) != record["catalog_sha256"]:
-        raise CatalogError(
-            f"{path} is not the file the run was trained on (sha256 differs from run.json)"
+def _trained_rows(results: SavedResults, rows: int) -> np.ndarray:
+    """Per catalog row, whether the run's ``[dataset] rows`` selected it (all by default)."""
+    trained = np.zeros(rows, dtype=bool)
+    selected = results.config["dataset"].get("rows")
+    trained[selected if selected is not None else slice(None)] = True
+    return trained
+
+
+def _draw_galaxies(ax: Axes, results: SavedResults, x_name: str, y_name: str) -> float:
+    """The catalog's galaxies: filled those the run trained on, hollow the others; return the
+    largest input."""
+    catalog = results.catalog()
+    trained = _trained_rows(results, len(catalog))
+    x, y = catalog[x_name].to_numpy(dtype=float), catalog[y_name].to_numpy(dtype=float)
+    label = f"trained on ({trained.sum()})"
+    ax.scatter(
+        x[trained],
+        y[trained],
+        s=20 if trained.sum() > FEW else 45,
+        color=DATA_COLOR,
+        edgecolors="white",
+        linewidths=0.6,
+        label=label,
+        zorder=5,  # above the curves: a single trained galaxy sits on its fitted line
+    )
+    if not trained.all():
+        ax.scatter(
+            x[~trained],
+            y[~trained],
+            s=16,
+            facecolors="none",
+            edgecolors=DATA_COLOR,
+            linewidths=0.8,
+            label="other galaxies",
+            zorder=2,
         )
-    return pd.read_csv(path)
+    return float(np.nanmax(x))
 
 
-def _curves(history: pd.DataFrame, record: dict[str, Any]) -> list[tuple[float, pd.DataFrame]]:
-    """(learning rate, that rate's rows) for a sweep table or a single run."""
-    if "lr" in history:
-        return [(float(lr), part) for lr, part in history.groupby("lr", sort=False)]
-    return [(float(record["config"]["training"]["learning_rate"]), history)]
+def plot_fit(results: SavedResults) -> Figure:
+    """The data and the fitted network of a run (or of each rate of a sweep), in catalog units.
 
-
-def _label(column: str, record: dict[str, Any]) -> str:
-    unit = record.get("catalog_provenance", {}).get("columns", {}).get(column, {}).get("unit")
-    return f"{column} [{unit}]" if unit else column
-
-
-def fit_figure(folder: str | Path, name: str = "fit.png") -> Path:
-    """Draw the data and the fitted network of a run (or of each rate of a sweep).
-
-    The network is evaluated from the last history row's parameters (after the last step)
-    with :func:`stellarnet.params.forward`; the dashed curve is the initial network (row 0).
-    Rows the run trained on (``[dataset] rows``) are drawn solid, the others hollow.
+    The network is evaluated with the last history row's parameters (after the last step)
+    by :func:`stellarnet.results.analysis.prediction_curve`; the dashed curve is the initial
+    network (row 0). Rows the run trained on (``[dataset] rows``) are drawn filled, the
+    others hollow. The legend gives each network's loss on the rows it trained on.
 
     Raises
     ------
@@ -106,101 +121,80 @@ def fit_figure(folder: str | Path, name: str = "fit.png") -> Path:
         If the run has more than one feature or transformed columns (the curve is drawn in
         catalog units), or its catalog is missing or changed.
     """
-    plt = _pyplot()
-    folder = Path(folder)
-    history, record = read_run(folder)
-    config = record["config"]
-    features, target = config["dataset"]["features"], config["dataset"]["target"]
-    if len(features) != 1 or features[0]["transforms"] or target["transforms"]:
+    if not fits_in_catalog_units(results):
         raise StellarnetError(
-            f"{folder}: the fit figure draws one untransformed feature against an untransformed "
-            "target"
+            f"{results.folder}: the fit figure draws one untransformed feature against an "
+            "untransformed target"
         )
-    x_name, y_name = features[0]["column"], target["column"]
-    catalog = run_catalog(record)
-    trained = np.zeros(len(catalog), dtype=bool)
-    rows = config["dataset"].get("rows")
-    trained[rows if rows is not None else slice(None)] = True
-    model = config["model"]
-    sizes = [model["inputs"], *model["hidden"], model["outputs"]]
-    grid = np.linspace(0.0, 1.05 * float(catalog[x_name].max()), 300)[:, None]
-
-    def curve(row: pd.Series) -> np.ndarray:
-        layers = layers_from_row(row, sizes)
-        return forward(layers, grid, model["activation"], model["output_activation"])[0][:, 0]
-
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots()
-        ax.scatter(
-            catalog.loc[trained, x_name],
-            catalog.loc[trained, y_name],
-            s=18,
-            color="0.25",
-            label=f"trained on ({trained.sum()})",
-            zorder=3,
-        )
-        if not trained.all():
-            ax.scatter(
-                catalog.loc[~trained, x_name],
-                catalog.loc[~trained, y_name],
-                s=18,
-                facecolors="none",
-                edgecolors="0.6",
-                label="other galaxies",
-                zorder=2,
-            )
-        ax.plot(grid[:, 0], grid[:, 0], ls=":", color="0.5", lw=1, label="JWST = HST")
-        curves = _curves(history, record)
+    x_name, y_name = results.features[0].column, results.target.column
+    fig = new_figure()
+    ax = fig.add_subplot()
+    grid = np.linspace(0.0, REACH * _draw_galaxies(ax, results, x_name, y_name), FIT_POINTS)
+    ax.plot(grid, grid, ls=":", color="0.5", lw=1, label="JWST = HST", zorder=1)
+    first = results.learning_rates[0]
+    ax.plot(
+        *prediction_curve(results, first, 0, inputs=grid),
+        ls="--",
+        color="0.35",
+        lw=1,
+        label="initial network",
+        zorder=3,
+    )
+    for position, (lr, history) in enumerate(results.histories.items()):
+        steps = int(history["epoch"].iloc[-1])
+        loss = network_loss(results, results.layers(lr))
         ax.plot(
-            grid[:, 0],
-            curve(curves[0][1].iloc[0]),
-            ls="--",
-            color="0.4",
-            lw=1,
-            label="initial network",
+            *prediction_curve(results, lr, inputs=grid),
+            color=lr_color(position),
+            lw=2,
+            label=f"{lr_label(lr)}, after {steps} steps (loss {loss:.3g})",
+            zorder=4,
         )
-        for lr, part in curves:
-            steps = int(part["epoch"].iloc[-1])
-            ax.plot(
-                grid[:, 0], curve(part.iloc[-1]), lw=2, label=f"after {steps} steps, eta={lr:g}"
-            )
-        ax.set_xlabel(_label(x_name, record))
-        ax.set_ylabel(_label(y_name, record))
-        ax.set_title(f"{record['experiment']}: data and fitted network")
-        ax.legend(fontsize=8)
-        return _save(fig, folder / name)
+    ax.set_xlabel(axis_label(x_name, results.unit(x_name)))
+    ax.set_ylabel(axis_label(y_name, results.unit(y_name)))
+    ax.set_title(f"{results.experiment}: data and fitted network ({rates_title(results)})")
+    ax.legend(loc="upper left")
+    return fig
 
 
-def loss_steps_figure(folder: str | Path, name: str = "loss_steps.png") -> Path:
-    """Draw loss vs gradient-descent step, one line per learning rate, on a log scale.
+def plot_loss_steps(results: SavedResults) -> Figure:
+    """Loss vs gradient-descent step, one line per learning rate, on a log scale.
 
     The x axis is the history's epoch k (one full-batch step per epoch); its loss is the one
     computed with the parameters *before* step k, whose gradient step k took. Row 0 (the
     same initial loss as row 1) is left out.
     """
-    plt = _pyplot()
-    folder = Path(folder)
-    history, record = read_run(folder)
-    loss_name = record["config"]["training"]["loss"]
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots()
-        for lr, part in _curves(history, record):
-            steps = part[part["epoch"] >= 1]
-            ax.plot(steps["epoch"], steps["loss"], marker="o", ms=4, label=f"eta={lr:g}")
-        ax.set_yscale("log")
-        ax.set_xlabel("gradient-descent step k")
-        ax.set_ylabel(f"loss before step k ({loss_name})")
-        ax.set_title(f"{record['experiment']}: loss vs step")
-        ax.legend()
-        return _save(fig, folder / name)
+    fig = new_figure()
+    ax = fig.add_subplot()
+    draw_loss_lines(ax, results)
+    ax.set_yscale("log")
+    ax.set_xlabel("Gradient-descent step k")
+    unit = loss_unit(results.target.transforms, results.unit(results.target.column))
+    ax.set_ylabel("Loss before step k" + (f" [{unit}]" if unit else ""))
+    loss_name = LOSS_LABELS.get(results.loss_name, results.loss_name)
+    ax.set_title(f"{results.experiment}: {loss_name} vs step")
+    return fig
+
+
+def fit_figure(source: str | Path | SavedResults, name: str = "fit.png") -> Path:
+    """Write :func:`plot_fit` as ``<folder>/fit.png`` and ``.pdf``; return the PNG path."""
+    results = as_results(source)
+    return write_figure(lambda: plot_fit(results), results.folder, Path(name).stem)
+
+
+def loss_steps_figure(source: str | Path | SavedResults, name: str = "loss_steps.png") -> Path:
+    """Write :func:`plot_loss_steps` as ``<folder>/loss_steps.png`` and ``.pdf``."""
+    results = as_results(source)
+    return write_figure(lambda: plot_loss_steps(results), results.folder, Path(name).stem)
 
 
 def galaxy_figures(results_dir: str | Path = "results") -> list[Path]:
-    """Draw both figures for every galaxy run folder under ``results_dir``."""
+    """Draw both figures for every galaxy run and sweep folder under ``results_dir``."""
     written = []
     for experiment in EXPERIMENTS:
-        for record_path in sorted((Path(results_dir) / experiment).glob("**/run.json")):
-            written += [fit_figure(record_path.parent), loss_steps_figure(record_path.parent)]
+        for record_path in sorted((Path(results_dir) / experiment).glob(f"**/{RUN_JSON}")):
+            results = as_results(record_path.parent)
+            written += [fit_figure(results), loss_steps_figure(results)]
     return written
 
 

@@ -23,16 +23,12 @@ import numpy as np
 
 from stellarnet.errors import ConfigError
 from stellarnet.params import layers_from_row, parameter_names
-from stellarnet.results.saved import (
-    SavedResults,
-    load_results,
-    lr_label,
-    network_loss,
-    parameter_matrix,
-)
-from stellarnet.viz.style import loss_label, lr_color, new_figure, save_figure, style
+from stellarnet.results.analysis import network_loss, parameter_matrix
+from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.style import lr_color, new_figure, results_loss_label, write_figure
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 MAX_MARKERS = 40
@@ -129,37 +125,26 @@ def compute_landscape(
     return Landscape(origin, directions, explained, alphas, betas, losses, paths)
 
 
-def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
-    """Filled log-spaced loss contours with each learning rate's path (start: square, end:
-    star)."""
-    from matplotlib import patheffects
+def _loss_contours(fig: Figure, ax: Axes, results: SavedResults, landscape: Landscape) -> None:
+    """Filled contours of the loss at 25 log-spaced levels (losses span decades between the
+    valley and the rim), thin white lines at every third, and the colour bar."""
     from matplotlib.colors import LogNorm
 
-    fig = new_figure((5.6, 4.4))
-    ax = fig.add_subplot()
     losses = landscape.losses
     positive = losses[losses > 0]
     low = float(positive.min()) if positive.size else 1e-12
     levels = np.geomspace(low, max(float(losses.max()), low * 10), 25)
-    filled = ax.contourf(
-        landscape.alphas,
-        landscape.betas,
-        np.clip(losses, low, None),
-        levels=levels,
-        norm=LogNorm(),
-        cmap="viridis_r",
-    )
-    ax.contour(
-        landscape.alphas,
-        landscape.betas,
-        np.clip(losses, low, None),
-        levels=levels[::3],
-        colors="white",
-        linewidths=0.4,
-        alpha=0.6,
-    )
-    label = loss_label(results.loss_name, results.target.transforms)
-    fig.colorbar(filled, ax=ax, label=label, format="%.3g")
+    grid = (landscape.alphas, landscape.betas, np.clip(losses, low, None))
+    filled = ax.contourf(*grid, levels=levels, norm=LogNorm(), cmap="viridis_r")
+    ax.contour(*grid, levels=levels[::3], colors="white", linewidths=0.4, alpha=0.6)
+    fig.colorbar(filled, ax=ax, label=results_loss_label(results), format="%.3g")
+
+
+def _training_paths(ax: Axes, landscape: Landscape) -> None:
+    """Each learning rate's path (haloed, to read over the contours), its end as a star, and
+    the shared start as a square."""
+    from matplotlib import patheffects
+
     halo = [patheffects.withStroke(linewidth=3.5, foreground="white")]
     for position, (lr, path) in enumerate(landscape.paths.items()):
         colour = lr_color(position)
@@ -175,15 +160,8 @@ def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
             path_effects=halo,
             zorder=3,
         )
-        ax.plot(
-            path[-1, 0],
-            path[-1, 1],
-            "*",
-            color=colour,
-            markersize=11,
-            markeredgecolor="white",
-            zorder=4,
-        )
+        end = {"color": colour, "markersize": 11, "markeredgecolor": "white", "zorder": 4}
+        ax.plot(path[-1, 0], path[-1, 1], "*", **end)
     start = next(iter(landscape.paths.values()))[0]
     ax.plot(
         start[0],
@@ -195,6 +173,15 @@ def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
         zorder=4,
         label="start (epoch 0)",
     )
+
+
+def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
+    """Filled log-spaced loss contours with each learning rate's path (start: square, end:
+    star)."""
+    fig = new_figure((5.6, 4.4))
+    ax = fig.add_subplot()
+    _loss_contours(fig, ax, results, landscape)
+    _training_paths(ax, landscape)
     ax.set_xlabel(f"PC1 ({100 * landscape.explained[0]:.1f}% of path variance)")
     ax.set_ylabel(f"PC2 ({100 * landscape.explained[1]:.1f}% of path variance)")
     ax.set_title("Loss landscape around the training path")
@@ -207,7 +194,6 @@ def landscape_figure(
     source: str | Path | SavedResults, grid: int = 41, center: Literal["final", "mean"] = "final"
 ) -> Path:
     """Compute the landscape and write ``landscape.png`` and ``.pdf`` into the folder."""
-    results = source if isinstance(source, SavedResults) else load_results(source)
+    results = as_results(source)
     landscape = compute_landscape(results, grid, center)
-    with style():
-        return save_figure(plot_landscape(results, landscape), results.folder, "landscape")
+    return write_figure(lambda: plot_landscape(results, landscape), results.folder, "landscape")

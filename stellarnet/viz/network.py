@@ -20,17 +20,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stellarnet.files import atomic_write
-from stellarnet.results.history import column_name
-from stellarnet.results.saved import (
-    SavedResults,
-    history_row,
-    inactive_units,
-    load_results,
-    lr_label,
+from stellarnet.results.analysis import inactive_units, parameter_matrix
+from stellarnet.results.saved import SavedResults, as_results, history_row, lr_label
+from stellarnet.schema import column_name
+from stellarnet.viz.style import (
+    WIDE,
+    integer_epochs,
+    math_name,
+    new_figure,
+    results_loss_label,
+    style,
+    write_figure,
 )
-from stellarnet.viz.style import WIDE, loss_label, math_name, new_figure, save_figure, style
 
 if TYPE_CHECKING:
+    from matplotlib.animation import FuncAnimation
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -94,22 +98,17 @@ def node_positions(layer_sizes: tuple[int, ...]) -> dict[tuple[int, int], tuple[
 def parameter_scale(results: SavedResults, lr: float) -> float:
     """The largest |weight| or |bias| over the whole run: the colour and width scale, fixed
     across epochs so that frames compare."""
-    from stellarnet.results.saved import parameter_matrix
-
     values = np.abs(parameter_matrix(results.histories[lr], results.layer_sizes))
     largest = float(np.nanmax(values)) if values.size else 0.0
     return largest if largest > 0 else 1.0
 
 
-def draw_network(
-    ax: Axes, results: SavedResults, scale: float, input_names: list[str] | None = None
-) -> NetworkArtists:
-    """Draw neurons and connections with their names; return the artists to colour."""
-    from matplotlib.patches import Circle
+EDGE_LABEL_BOX = {"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8}
+"""White box behind an edge label, so that it reads over the edges it crosses."""
 
-    sizes = results.layer_sizes
-    positions = node_positions(sizes)
-    artists = NetworkArtists(sizes, scale)
+
+def _draw_edges(ax: Axes, sizes: tuple[int, ...], positions: dict, artists: NetworkArtists) -> None:
+    """One line per weight, labelled ``w^{l}_{i}`` unless there are too many to read."""
     n_edges = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     label_edges = n_edges <= MAX_LABELLED_EDGES
     for layer in range(1, len(sizes)):
@@ -131,63 +130,82 @@ def draw_network(
                         ha="center",
                         va="center",
                         zorder=4,
-                        bbox={
-                            "boxstyle": "round,pad=0.1",
-                            "fc": "white",
-                            "ec": "none",
-                            "alpha": 0.8,
-                        },
+                        bbox=EDGE_LABEL_BOX,
                     )
-    names = input_names or [spec.column for spec in results.features]
-    last = len(sizes) - 1
+
+
+def _node_label(ax: Axes, results: SavedResults, unit_at: tuple[int, int, float, float]) -> None:
+    """A unit's bias name: beside the output node (with what it predicts), else on the outer
+    side of a hidden node, away from its fan of edges."""
+    layer, unit, x, y = unit_at
+    gap = NODE_RADIUS + 0.05
+    bias = math_name(column_name("b", layer, unit))
+    if layer == len(results.layer_sizes) - 1:
+        text = f"predicted {results.target.column}\nbias {bias}"
+        ax.text(x + gap, y, text, ha="left", va="center", fontsize=8)
+        return
+    above = y > 0 or (y == 0 and unit == 1)
+    ax.text(
+        x,
+        y + gap if above else y - gap,
+        bias,
+        ha="center",
+        va="bottom" if above else "top",
+        fontsize=6.5,
+        zorder=4,
+    )
+
+
+def _draw_nodes(
+    ax: Axes, results: SavedResults, positions: dict, artists: NetworkArtists, names: list[str]
+) -> None:
+    """One circle per unit: inputs named by their column, the others by their bias."""
+    from matplotlib.patches import Circle
+
     for (layer, unit), (x, y) in positions.items():
         circle = Circle(
             (x, y), NODE_RADIUS, facecolor="white", edgecolor="black", linewidth=0.8, zorder=3
         )
         ax.add_patch(circle)
         artists.nodes[(layer, unit)] = circle
-        gap = NODE_RADIUS + 0.05
         if layer == 0:
             name = names[unit - 1] if unit <= len(names) else f"x{unit}"
-            ax.text(x - gap, y, name, ha="right", va="center", fontsize=8)
-            continue
-        bias = math_name(column_name("b", layer, unit))
-        if layer == last:
-            ax.text(
-                x + gap,
-                y,
-                f"predicted {results.target.column}\nbias {bias}",
-                ha="left",
-                va="center",
-                fontsize=8,
-            )
-        else:  # on the outer side of the node, away from its fan of edges
-            above = y > 0 or (y == 0 and unit == 1)
-            ax.text(
-                x,
-                y + gap if above else y - gap,
-                bias,
-                ha="center",
-                va="bottom" if above else "top",
-                fontsize=6.5,
-                zorder=4,
-            )
+            ax.text(x - NODE_RADIUS - 0.05, y, name, ha="right", va="center", fontsize=8)
+        else:
+            _node_label(ax, results, (layer, unit, x, y))
+
+
+def draw_network(
+    ax: Axes, results: SavedResults, scale: float, input_names: list[str] | None = None
+) -> NetworkArtists:
+    """Draw neurons and connections with their names; return the artists to colour."""
+    sizes = results.layer_sizes
+    positions = node_positions(sizes)
+    artists = NetworkArtists(sizes, scale)
+    _draw_edges(ax, sizes, positions, artists)
+    names = input_names or [spec.column for spec in results.features]
+    _draw_nodes(ax, results, positions, artists, names)
     height = max(sizes)
-    ax.set_xlim(-1.0, LAYER_SPACING * last + 1.2)
+    ax.set_xlim(-1.0, LAYER_SPACING * (len(sizes) - 1) + 1.2)
     ax.set_ylim(-(height - 1) / 2 - 0.5, (height - 1) / 2 + 0.5)
     ax.set_aspect("equal")
     ax.axis("off")
     return artists
 
 
-def _colorbar(fig: Figure, ax: Axes, scale: float) -> None:
+def _diagram(fig: Figure, ax: Axes, results: SavedResults, scale: float) -> NetworkArtists:
+    """The diagram as both the still figure and the animation show it: the network, the note
+    on what widths and grey mean, and the colour bar of weights and biases."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
+    artists = draw_network(ax, results, scale, _input_names(results))
+    ax.text(0.0, 0.0, LEGEND_NOTE, transform=ax.transAxes, fontsize=6.5, color="0.3", va="bottom")
     mappable = ScalarMappable(norm=Normalize(-scale, scale), cmap=CMAP)
     fig.colorbar(
         mappable, ax=ax, shrink=0.8, aspect=30, pad=0.02, label="weight (edges), bias (nodes)"
     )
+    return artists
 
 
 def _input_names(results: SavedResults) -> list[str]:
@@ -210,15 +228,11 @@ def plot_network(
     history = results.histories[lr]
     row = history_row(history, epoch)
     shown = int(row["epoch"])
-    scale = parameter_scale(results, lr)
     fig = new_figure((WIDE[0] * 0.85, WIDE[1]))
     ax = fig.add_subplot()
-    artists = draw_network(ax, results, scale, _input_names(results))
-    inactive = inactive_units(history, results.layer_sizes, shown)
-    artists.update(row, inactive)
-    _colorbar(fig, ax, scale)
+    artists = _diagram(fig, ax, results, parameter_scale(results, lr))
+    artists.update(row, inactive_units(history, results.layer_sizes, shown))
     ax.set_title(f"{_description(results)} at epoch {shown} ({lr_label(lr)})")
-    ax.text(0.0, 0.0, LEGEND_NOTE, transform=ax.transAxes, fontsize=6.5, color="0.3", va="bottom")
     return fig
 
 
@@ -226,15 +240,11 @@ def network_figure(
     source: str | Path | SavedResults, lr: float | None = None, epoch: int | None = None
 ) -> Path:
     """Write ``network.png`` and ``.pdf`` (the diagram at ``epoch``) into the results folder."""
-    results = source if isinstance(source, SavedResults) else load_results(source)
-    with style():
-        return save_figure(plot_network(results, lr, epoch), results.folder, "network")
+    results = as_results(source)
+    return write_figure(lambda: plot_network(results, lr, epoch), results.folder, "network")
 
 
-def _integer_ticks(ax: Axes) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+# --- the animation --------------------------------------------------------------------------
 
 
 def frame_epochs(epochs: list[int], stride: int | None = None) -> list[int]:
@@ -246,6 +256,39 @@ def frame_epochs(epochs: list[int], stride: int | None = None) -> list[int]:
     if chosen[-1] != epochs[-1]:
         chosen.append(epochs[-1])
     return chosen
+
+
+def _loss_panel(ax: Axes, results: SavedResults, lr: float, log_scale: bool | None) -> Line2D:
+    """The run's loss curve; return the marker that shows the current epoch."""
+    history = results.histories[lr]
+    ax.plot(history["epoch"], history["loss"], color="black", linewidth=1.2)
+    (marker,) = ax.plot([], [], "o", color="tab:red", markersize=7)
+    losses = history["loss"].to_numpy()
+    if log_scale or (
+        log_scale is None and losses.min() > 0 and losses.max() > LOG_RANGE * losses.min()
+    ):
+        ax.set_yscale("log")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(results_loss_label(results))
+    ax.set_title("Training loss")
+    integer_epochs(ax)
+    return marker
+
+
+def _save_gif(animation: FuncAnimation, path: Path, dpi: int) -> Path:
+    """Write the animation atomically (Pillow picks the format from the file's suffix, so
+    it is written under a .gif name first)."""
+    from matplotlib.animation import PillowWriter
+
+    def write(tmp: Path) -> None:
+        gif = tmp.with_suffix(".gif")
+        try:
+            animation.save(gif, writer=PillowWriter(fps=FPS), dpi=dpi)
+            os.replace(gif, tmp)
+        finally:
+            gif.unlink(missing_ok=True)
+
+    return atomic_write(path, write)
 
 
 def network_animation(
@@ -262,59 +305,27 @@ def network_animation(
     the current epoch. The loss axis is logarithmic if ``log_scale``, or by default when the
     loss falls by more than a factor :data:`LOG_RANGE`.
     """
-    from matplotlib.animation import FuncAnimation, PillowWriter
+    from matplotlib.animation import FuncAnimation
 
-    results = source if isinstance(source, SavedResults) else load_results(source)
+    results = as_results(source)
     lr = results.learning_rates[0] if lr is None else lr
     history = results.histories[lr]
-    sizes = results.layer_sizes
-    scale = parameter_scale(results, lr)
     epochs = frame_epochs([int(e) for e in history["epoch"]], stride)
     with style():
         fig = new_figure(WIDE)
         net_ax, loss_ax = fig.subplots(1, 2, width_ratios=[1.7, 1])
-        artists = draw_network(net_ax, results, scale, _input_names(results))
-        net_ax.text(
-            0.0,
-            0.0,
-            LEGEND_NOTE,
-            transform=net_ax.transAxes,
-            fontsize=6.5,
-            color="0.3",
-            va="bottom",
-        )
-        _colorbar(fig, net_ax, scale)
-        loss_ax.plot(history["epoch"], history["loss"], color="black", linewidth=1.2)
-        (marker,) = loss_ax.plot([], [], "o", color="tab:red", markersize=7)
-        losses = history["loss"].to_numpy()
-        if log_scale or (
-            log_scale is None and losses.min() > 0 and losses.max() > LOG_RANGE * losses.min()
-        ):
-            loss_ax.set_yscale("log")
-        loss_ax.set_xlabel("Epoch")
-        loss_ax.set_ylabel(loss_label(results.loss_name, results.target.transforms))
-        loss_ax.set_title("Training loss")
-        _integer_ticks(loss_ax)
+        artists = _diagram(fig, net_ax, results, parameter_scale(results, lr))
+        marker = _loss_panel(loss_ax, results, lr, log_scale)
         title = fig.suptitle(f"{_description(results)}, {lr_label(lr)}: epoch {epochs[-1]}")
         fig.draw_without_rendering()  # lay out once with the longest title, then freeze
         fig.set_layout_engine("none")
 
         def draw(epoch: int) -> list:
             row = history_row(history, epoch)
-            artists.update(row, inactive_units(history, sizes, epoch))
+            artists.update(row, inactive_units(history, results.layer_sizes, epoch))
             marker.set_data([epoch], [row["loss"]])
             title.set_text(f"{_description(results)}, {lr_label(lr)}: epoch {epoch}")
             return []
 
         animation = FuncAnimation(fig, draw, frames=epochs, blit=False, repeat=False)
-        path = Path(results.folder) / name
-
-        def write(tmp: Path) -> None:
-            gif = tmp.with_suffix(".gif")  # Pillow picks the format from the file name
-            try:
-                animation.save(gif, writer=PillowWriter(fps=FPS), dpi=dpi)
-                os.replace(gif, tmp)
-            finally:
-                gif.unlink(missing_ok=True)
-
-        return atomic_write(path, write)
+        return _save_gif(animation, Path(results.folder) / name, dpi)

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from stellarnet.files import atomic_write
-from stellarnet.results.saved import SavedResults, dead_units, describe_dead, lr_label, network_loss
+from stellarnet.results.analysis import dead_units, describe_dead, network_loss
+from stellarnet.results.saved import SavedResults, lr_label
 from stellarnet.viz.tables import (
     MAX_COLUMNS,
     Table,
     history_tables,
     markdown_table,
     numeric_columns,
+    write_texts,
 )
 
 REPORT_ROWS = 50
@@ -37,6 +38,12 @@ FIGURES = (
         "colour BP-RP) with the trained network's prediction.",
     ),
     ("residuals", "Predicted minus true target vs the input, with the binned median."),
+    (
+        "fit",
+        "The data in catalog units with each learning rate's fitted network (after the last "
+        "step) and the initial one.",
+    ),
+    ("loss_steps", "Loss before each gradient-descent step, on a log scale."),
     (
         "landscape",
         "Loss on the plane of the two principal directions of the training path "
@@ -339,7 +346,4 @@ def write_report(
     blocks = report_blocks(results, digits, max_columns)
     title = f"{results.experiment}: {'sweep' if results.is_sweep else 'run'} report"
     texts = {"report.md": render_markdown(blocks), "report.html": render_html(blocks, title)}
-    return [
-        atomic_write(results.folder / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
-        for name, text in texts.items()
-    ]
+    return write_texts(results.folder, texts)

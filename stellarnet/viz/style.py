@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stellarnet.files import atomic_write
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from stellarnet.results.saved import SavedResults
 
 STYLE: dict[str, Any] = {
     "figure.figsize": (5.0, 3.6),
@@ -93,10 +96,24 @@ def save_figure(fig: Figure, folder: str | Path, stem: str) -> Path:
     return png
 
 
+def write_figure(draw: Callable[[], Figure], folder: str | Path, stem: str) -> Path:
+    """Draw a figure with ``draw()`` inside :func:`style` (the rcParams apply when artists are
+    made, not only when saved) and write it with :func:`save_figure`; return the PNG path."""
+    with style():
+        return save_figure(draw(), folder, stem)
+
+
+def integer_epochs(ax: Axes) -> None:
+    """Whole-number ticks on an epoch (or step) axis: short runs would get 2.5, 7.5."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def math_name(name: str) -> str:
     """A history column as mathtext/LaTeX: ``w^1_3`` -> ``$w^{1}_{3}$``, ``gb^1_3`` ->
     ``${g_b}^{1}_{3}$``; other names unchanged."""
-    from stellarnet.results.history import parse_column
+    from stellarnet.schema import parse_column
 
     parsed = parse_column(name)
     if parsed is None:
@@ -106,24 +123,45 @@ def math_name(name: str) -> str:
     return f"${symbol}^{{{layer}}}_{{{index}}}$"
 
 
-def loss_label(loss_name: str, target_transforms: tuple[str, ...] = ()) -> str:
-    """``"Loss (mean squared error) [dex$^2$]"``: dex^2 when the target is a log10 value."""
-    label = f"Loss ({LOSS_LABELS.get(loss_name, loss_name)})"
+def loss_unit(target_transforms: tuple[str, ...] = (), target_unit: str | None = None) -> str:
+    """The unit of a squared-error loss: dex^2 when the target is a log10 value, the target's
+    unit squared when it is untransformed, '' when it is scaled (no unit left)."""
     if tuple(target_transforms[-1:]) == ("log10",):
-        label += " [dex$^2$]"
-    return label
+        return "dex$^2$"
+    return unit_label(target_unit, power=2) if target_unit and not target_transforms else ""
 
 
-def unit_label(unit: str | None) -> str:
-    """``"solLum"`` -> ``"$\\mathrm{L_{\\odot}}$"`` (astropy's LaTeX form); '' if no unit."""
+def loss_label(
+    loss_name: str,
+    target_transforms: tuple[str, ...] = (),
+    target_unit: str | None = None,
+) -> str:
+    """``"Loss (mean squared error) [dex$^2$]"``, with the unit of :func:`loss_unit`."""
+    label = f"Loss ({LOSS_LABELS.get(loss_name, loss_name)})"
+    unit = loss_unit(target_transforms, target_unit)
+    return f"{label} [{unit}]" if unit else label
+
+
+def results_loss_label(results: SavedResults) -> str:
+    """:func:`loss_label` of a run's loss and target."""
+    target = results.target
+    return loss_label(results.loss_name, target.transforms, results.unit(target.column))
+
+
+def unit_label(unit: str | None, power: int = 1) -> str:
+    """``"solLum"`` -> ``"$\\mathrm{L_{\\odot}}$"`` (astropy's LaTeX form), raised to ``power``;
+    '' if no unit. Angles astropy writes as primes keep their name (``arcsec``): a lone ″ in
+    brackets after a column name reads as a quotation mark."""
     if not unit:
         return ""
     try:
         from astropy import units
 
-        return units.Unit(unit).to_string("latex_inline")
+        value = units.Unit(unit) ** power
     except ValueError:
-        return unit
+        return unit if power == 1 else f"({unit})$^{{{power}}}$"
+    text = value.to_string("latex_inline")
+    return f"$\\mathrm{{{value.to_string()}}}$" if "prime" in text else text
 
 
 def axis_label(column: str, unit: str | None = None, log: bool = False) -> str:

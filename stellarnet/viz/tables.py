@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from stellarnet.files import atomic_write
-from stellarnet.results.history import parse_column
+from stellarnet.schema import parse_column
 from stellarnet.viz.style import math_name
 
 if TYPE_CHECKING:
@@ -173,22 +173,19 @@ def write_tables(
     from stellarnet.results.saved import lr_label
 
     folder = Path(results.folder if folder is None else folder)
-    written = []
+    texts = {}
     for lr, history in results.histories.items():
         suffix = f"_lr={lr:g}" if results.is_sweep else ""
         caption = f"{results.experiment}, {lr_label(lr)}"
-        markdown = to_markdown(history, digits, max_columns)
-        latex = to_latex(history, digits, max_columns, caption)
-        written.append(
-            atomic_write(
-                folder / f"history{suffix}.md",
-                lambda tmp, t=markdown: tmp.write_text(t, encoding="utf-8"),
-            )
-        )
-        written.append(
-            atomic_write(
-                folder / f"history{suffix}.tex",
-                lambda tmp, t=latex: tmp.write_text(t, encoding="utf-8"),
-            )
-        )
-    return written
+        texts[f"history{suffix}.md"] = to_markdown(history, digits, max_columns)
+        texts[f"history{suffix}.tex"] = to_latex(history, digits, max_columns, caption)
+    return write_texts(folder, texts)
+
+
+def write_texts(folder: str | Path, texts: dict[str, str]) -> list[Path]:
+    """Write each ``{file name: text}`` into ``folder`` as UTF-8, atomically (a reader never
+    sees half a table or report); return the paths in order."""
+    return [
+        atomic_write(Path(folder) / name, lambda tmp, t=text: tmp.write_text(t, encoding="utf-8"))
+        for name, text in texts.items()
+    ]

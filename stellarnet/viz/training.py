@@ -1,0 +1,171 @@
+"""Figures of how training went, from the history tables alone (no catalog needed): the loss
+per epoch (``loss``) and every weight, bias and gradient per epoch (``parameters``,
+``gradients``) with the hidden units that died marked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from stellarnet.params import parameter_names
+from stellarnet.results.analysis import dead_units, describe_dead
+from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.style import (
+    WIDE,
+    integer_epochs,
+    lr_color,
+    math_name,
+    new_figure,
+    results_loss_label,
+    write_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+MAX_MARKED_EPOCHS = 50
+"""Up to this many epochs each loss point gets a marker; beyond, markers would merge."""
+
+KINDS = {"parameters": ("w", "b"), "gradients": ("g", "gb")}
+KIND_NAMES = {"w": "weights", "b": "biases", "g": "weight gradients", "gb": "bias gradients"}
+MAX_LEGEND_LINES = 12
+"""Panels with more lines than this get no legend (it would cover the lines)."""
+
+
+def rates_title(results: SavedResults) -> str:
+    """``"LR=0.1, 0.3"``: the learning rates of a figure, for its title."""
+    return "LR=" + ", ".join(f"{lr:g}" for lr in results.learning_rates)
+
+
+# --- loss ----------------------------------------------------------------------------------
+
+
+def draw_loss_lines(ax: Axes, results: SavedResults) -> None:
+    """One loss line per learning rate, in its colour and labelled ``LR=...``.
+
+    Epoch 0 is left out: its loss is the initial model's, the same number as epoch 1's (both
+    are computed before the first update).
+    """
+    for position, (lr, history) in enumerate(results.histories.items()):
+        trained = history[history["epoch"] >= 1]
+        ax.plot(
+            trained["epoch"],
+            trained["loss"],
+            color=lr_color(position),
+            label=lr_label(lr),
+            marker="o" if len(trained) <= MAX_MARKED_EPOCHS else None,
+            markersize=3,
+        )
+    integer_epochs(ax)
+    ax.legend()
+
+
+def plot_loss(results: SavedResults, log_scale: bool = False) -> Figure:
+    """Loss vs epoch, one line per learning rate, titled like the assignment."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    draw_loss_lines(ax, results)
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(results_loss_label(results))
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_title(f"Training Loss vs Epochs ({rates_title(results)})")
+    return fig
+
+
+def loss_figure(
+    source: str | Path | SavedResults, name: str = "loss", log_scale: bool = False
+) -> Path:
+    """Plot loss vs epoch of a run or sweep folder; write ``<folder>/<name>.png`` and ``.pdf``."""
+    results = as_results(source)
+    return write_figure(lambda: plot_loss(results, log_scale), results.folder, Path(name).stem)
+
+
+# --- parameter and gradient trajectories -------------------------------------------------
+
+
+def _hidden_unit(
+    layer_sizes: tuple[int, ...], layer: int, kind: str, index: int
+) -> tuple[int, int] | None:
+    """The hidden unit a parameter belongs to: its output unit in a hidden layer, its input
+    unit in the output layer; None for the output layer's biases."""
+    last = layer == len(layer_sizes) - 1
+    if kind in ("b", "gb"):
+        return None if last else (layer, index)
+    source, target = divmod(index - 1, layer_sizes[layer])
+    return (layer - 1, source + 1) if last else (layer, target + 1)
+
+
+def _trajectory_style(unit: tuple[int, int] | None, died: int | None) -> tuple[dict[str, Any], str]:
+    """Line style and label suffix: the unit's colour; dashed grey if dead throughout."""
+    from matplotlib import colormaps
+
+    if died == 1:
+        return {"color": "0.6", "linestyle": "--", "linewidth": 1.0}, " (dead)"
+    colour = colormaps["tab10"]((unit[1] - 1) % 10) if unit else "black"
+    return {"color": colour, "linewidth": 1.2}, "" if died is None else f" (dies ep. {died})"
+
+
+def _trajectory_panel(
+    ax: Axes,
+    history: pd.DataFrame,
+    sizes: tuple[int, ...],
+    layer: int,
+    kind: str,
+    dead: dict[tuple[int, int], int],
+) -> None:
+    """One layer's parameters (or gradients) of one kind vs epoch, a cross where a unit died."""
+    names = [n for n in parameter_names(sizes, kind) if n.startswith(f"{kind}^{layer}_")]
+    for name in names:
+        unit = _hidden_unit(sizes, layer, kind, int(name.rsplit("_", 1)[1]))
+        died = dead.get(unit) if unit else None
+        line_style, suffix = _trajectory_style(unit, died)
+        ax.plot(history["epoch"], history[name], label=math_name(name) + suffix, **line_style)
+        if died is not None and died > 1:
+            value = history.loc[history["epoch"] == died, name]
+            ax.plot([died], value, marker="x", color="black", markersize=6, zorder=3)
+    ax.set_title(f"layer {layer} {KIND_NAMES[kind]}")
+    if len(names) <= MAX_LEGEND_LINES:
+        ax.legend(fontsize=6, ncol=2 if len(names) > 6 else 1, loc="best")
+
+
+def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters") -> Figure:
+    """Every weight and bias (``which="parameters"``) or every gradient (``"gradients"``) vs
+    epoch: one panel per layer and kind, lines coloured by the hidden unit they belong to.
+
+    Dead hidden units (zero gradient to the end) are marked: dashed grey if dead throughout,
+    a cross where a unit died during training.
+    """
+    kinds = KINDS[which]
+    history = results.histories[lr]
+    if which == "gradients":
+        history = history[history["epoch"] >= 1]  # epoch 0 makes no step, so has no gradient
+    sizes = results.layer_sizes
+    dead = dead_units(results.histories[lr], sizes)
+    n_layers = len(sizes) - 1
+    fig = new_figure((max(WIDE[0], 3.4 * n_layers), WIDE[1] * 1.3))
+    axes = fig.subplots(len(kinds), n_layers, sharex=True, squeeze=False)
+    for row, kind in enumerate(kinds):
+        for layer in range(1, n_layers + 1):
+            _trajectory_panel(axes[row][layer - 1], history, sizes, layer, kind, dead)
+    for ax in axes[-1]:
+        ax.set_xlabel("Epoch")
+        integer_epochs(ax)
+    title = "Parameters" if which == "parameters" else "Gradients (d loss / d parameter)"
+    fig.suptitle(
+        f"{title} vs epoch ({lr_label(lr)})\ndead units (zero gradient to the end): "
+        f"{describe_dead(dead)}",
+        fontsize=9,
+    )
+    return fig
+
+
+def trajectories_figure(source: str | Path | SavedResults, which: str = "parameters") -> Path:
+    """Write ``parameters.png``/``.pdf`` or ``gradients.png``/``.pdf`` into a run folder."""
+    results = as_results(source)
+    lr = results.learning_rates[0]
+    return write_figure(lambda: plot_trajectories(results, lr, which), results.folder, which)
