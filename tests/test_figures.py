@@ -351,6 +351,7 @@ def test_command_regenerates_every_figure_table_and_report(experiment_dir, tmp_p
     report = (folder / "report.md").read_text()
     record = json.loads((folder / "run.json").read_text())
     assert record["catalog_sha256"] in report
+    assert f"seeded with {record['config']['seed']}" in report  # the one seed, top level
     assert "![hr](hr.png)" in report and "| 0.3 | 4 |" in report
     html = (folder / "report.html").read_text()
     assert '<img src="landscape.png"' in html

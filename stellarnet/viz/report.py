@@ -151,7 +151,7 @@ def provenance_items(results: SavedResults) -> list[str]:
         + (f" (config `{Path(config['config_file']).name}`)" if config.get("config_file") else ""),
         f"Model: {'-'.join(map(str, results.layer_sizes))} dense network, "
         f"{model['activation']} hidden units, {model.get('output_activation', 'linear')} output, "
-        f"initial weights {model.get('kernel_initializer', '?')} seeded with {model.get('seed')}",
+        f"initial weights {model.get('kernel_initializer', '?')} seeded with {config.get('seed')}",
         f"Training: {training['optimizer']}, loss {training['loss']}, {training['epochs']} "
         f"epochs, full batch, learning rate(s) "
         + ", ".join(f"{lr:g}" for lr in results.learning_rates),
