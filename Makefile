@@ -15,7 +15,7 @@ FIGURE_OPTS ?=
 # to overwrite). Set FORCE= to keep the CLI's refusal.
 FORCE  ?= --force
 
-.PHONY: install test experiment sweep compare fetch figures clean
+.PHONY: install test lint experiment sweep compare fetch figures clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ install:
 
 test:
 	$(BIN)/python -m pytest -q
+
+# ruff is pinned in the dev extras, so its verdicts do not change under us.
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 experiment:
 	$(SN) experiment $(EXP) --lr $(LR) --epochs $(EPOCHS) $(FORCE)

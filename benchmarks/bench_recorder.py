@@ -184,9 +184,7 @@ def main() -> None:
         which traces its graph (later runs of the same shapes reuse it)."""
         if not reuse:
             engine._traced_runs.clear()
-        return best_of(
-            1, lambda: train(hr_net(), x, y, learning_rate=0.1, epochs=n_epochs)
-        )
+        return best_of(1, lambda: train(hr_net(), x, y, learning_rate=0.1, epochs=n_epochs))
 
     print(
         "\nper-epoch time (ms), end to end: notebook eager, stellarnet (first run: traces its "
@@ -210,14 +208,22 @@ def main() -> None:
         per = "{:.3f} ms"
         if epochs == lengths[-1]:
             table += [
-                (f"the notebook's eager loop (`.numpy()` per variable), {epochs} epochs",
-                 per.format(eager / epochs * 1e3)),
-                (f"`model.fit` + a weight-copying callback (no gradients), {epochs} epochs",
-                 per.format(fit / epochs * 1e3)),
-                (f"stellarnet, {epochs} epochs, first run of a process (traces)",
-                 per.format(first / epochs * 1e3)),
-                (f"stellarnet, {epochs} epochs, repeat run (graph reused)",
-                 per.format(repeat / epochs * 1e3)),
+                (
+                    f"the notebook's eager loop (`.numpy()` per variable), {epochs} epochs",
+                    per.format(eager / epochs * 1e3),
+                ),
+                (
+                    f"`model.fit` + a weight-copying callback (no gradients), {epochs} epochs",
+                    per.format(fit / epochs * 1e3),
+                ),
+                (
+                    f"stellarnet, {epochs} epochs, first run of a process (traces)",
+                    per.format(first / epochs * 1e3),
+                ),
+                (
+                    f"stellarnet, {epochs} epochs, repeat run (graph reused)",
+                    per.format(repeat / epochs * 1e3),
+                ),
             ]
         elif epochs == lengths[0]:
             table.append((f"stellarnet, {epochs} epochs (eager)", per.format(first / epochs * 1e3)))
@@ -248,9 +254,7 @@ def main() -> None:
     # Opt-in XLA: other rounding, so only its speed and its distance from the default.
     def xla(n_epochs: int) -> tuple[float, Any]:
         started = time.perf_counter()
-        history = train(
-            hr_net(), x, y, learning_rate=0.1, epochs=n_epochs, jit_compile=True
-        )
+        history = train(hr_net(), x, y, learning_rate=0.1, epochs=n_epochs, jit_compile=True)
         return time.perf_counter() - started, history
 
     engine._traced_runs.clear()
@@ -266,8 +270,12 @@ def main() -> None:
         f"repeat run {xla_repeat / epochs * 1e3:.3f}, steady state "
         f"{(xla_double - xla_repeat) / epochs * 1e3:.3f}"
     )
-    table.append((f"stellarnet with `--jit` (XLA), {epochs} epochs, first run",
-                  f"{xla_first / epochs * 1e3:.3f} ms"))
+    table.append(
+        (
+            f"stellarnet with `--jit` (XLA), {epochs} epochs, first run",
+            f"{xla_first / epochs * 1e3:.3f} ms",
+        )
+    )
 
     # A sweep traces its stacked graph once, as a first single run does: that is the
     # reference (the fastest first run seen, interleaved with the sweeps).
@@ -290,8 +298,12 @@ def main() -> None:
             f"steady state {(vec2 - vec) / epochs * 1e3:.3f} ms/epoch = "
             f"{(vec2 - vec) / epochs / marginal:.1f}x one run's"
         )
-        table.append((f"sweep of {k} rates, {epochs} epochs, vectorised (one after another)",
-                       f"{vec / single:.2f}x ({seq / single:.2f}x) one run"))
+        table.append(
+            (
+                f"sweep of {k} rates, {epochs} epochs, vectorised (one after another)",
+                f"{vec / single:.2f}x ({seq / single:.2f}x) one run",
+            )
+        )
 
     if not args.quick:
         out = subprocess.run(
@@ -303,7 +315,6 @@ def main() -> None:
             f"{int(rows)} rows, SYNTHETIC inputs): {elapsed:.1f} s; history {table:.1f} MiB; "
             f"max RSS {peak:.0f} MiB ({before:.0f} MiB before training)"
         )
-
 
     print("\nREADME speed table (HR net, 2242 stars, end to end unless said):\n")
     print("| | per epoch, or cost |\n|---|---|")

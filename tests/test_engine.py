@@ -18,8 +18,10 @@ def test_auto_engine_traces_long_runs_only():
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"engine": "fast"}, "engine must be one of"), ({"engine": "eager", "jit_compile": True},
-     "needs the graph engine")],
+    [
+        ({"engine": "fast"}, "engine must be one of"),
+        ({"engine": "eager", "jit_compile": True}, "needs the graph engine"),
+    ],
 )
 def test_bad_policies_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -33,9 +35,9 @@ def test_xla_chunks_hold_whole_records():
 
 @pytest.mark.parametrize("recorder", [Recorder, StackedRecorder])
 def test_both_recorders_provide_the_protocol(recorder):
-    wanted = {
-        name for name in dir(EpochRecorder) if not name.startswith("_")
-    } | set(EpochRecorder.__annotations__)
+    wanted = {name for name in dir(EpochRecorder) if not name.startswith("_")} | set(
+        EpochRecorder.__annotations__
+    )
     assert wanted <= set(dir(recorder)) | {"data"}  # data is set per instance
     assert isinstance(recorder.default_policy, ExecutionPolicy)
 

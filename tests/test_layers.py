@@ -43,9 +43,7 @@ def module_name(path: Path) -> str:
 def test_no_module_imports_a_higher_layer(path):
     own = layer_of(module_name(path))
     higher = sorted(
-        name
-        for name in imports(path)
-        if name.startswith("stellarnet.") and layer_of(name) > own
+        name for name in imports(path) if name.startswith("stellarnet.") and layer_of(name) > own
     )
     assert not higher, f"{module_name(path)} (layer {own}) imports {higher}"
 

@@ -62,11 +62,7 @@ def sweep_folder(config: ExperimentConfig, results_dir: str | Path = "results") 
 
 def stackable(config: ExperimentConfig) -> bool:
     """Whether the stacked graph can train this config (plain full-batch dense nets)."""
-    return (
-        config.model.plain
-        and config.training.batch_size is None
-        and not config.split.validation
-    )
+    return config.model.plain and config.training.batch_size is None and not config.split.validation
 
 
 def initial_members(config: ExperimentConfig, count: int, init: str) -> list[Layers]:

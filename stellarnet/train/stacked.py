@@ -121,7 +121,12 @@ class StackedRecorder:
         # Each group's share of the flat parameter vector.
         self.group_sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
         self.nets = StackedNets(
-            x, y, self.schema, (activation, output_activation), loss, self.groups,
+            x,
+            y,
+            self.schema,
+            (activation, output_activation),
+            loss,
+            self.groups,
             uniform=sample_weight is None,
         )
         self.is_wide = self.nets.is_wide
