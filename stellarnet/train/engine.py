@@ -160,13 +160,10 @@ def run_epochs(
     progress: bool = False,
     context: str = "",
 ) -> tuple[list[np.ndarray], list[int]]:
-    """Run ``epochs`` epochs of ``recorder`` under ``policy`` (default: the recorder's) and
-    collect its record rows. The recorder's variables end at the last state reached.
-
-    Returns the history rows (row 0 first) and their epoch numbers. Raises TrainingDiverged
-    at the first recorded epoch whose output or loss is not finite; its ``history`` holds the
-    rows up to and including that epoch.
-    """
+    """Run ``epochs`` epochs of ``recorder`` under ``policy`` (default: the recorder's); return
+    the history rows (row 0 first) and their epoch numbers. The variables end at the last
+    state reached. Raises TrainingDiverged at the first recorded epoch whose output or loss
+    is not finite; its ``history`` holds the rows up to and including that epoch."""
     check_positive_int(record_every, "record_every")
     policy = recorder.default_policy if policy is None else policy
     check_onednn()

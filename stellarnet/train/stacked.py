@@ -93,20 +93,10 @@ class StackedRecorder:
     ) -> None:
         import tensorflow as tf
 
-        if len(members) != len(learning_rates) or not members:
-            raise ConfigError(
-                f"{len(members)} member(s) but {len(learning_rates)} learning rate(s)"
-            )
-        shapes = [[(k.shape, b.shape) for k, b in member] for member in members]
-        if any(shape != shapes[0] for shape in shapes):
-            raise ConfigError("stacked members must share one architecture")
+        by_member = member_rows(members, learning_rates)
         check_choice(loss, "loss", LOSSES)
         self.size = len(members)
         self.layer_sizes = [members[0][0][0].shape[0]] + [b.shape[0] for _, b in members[0]]
-        # Member k's parameters in one row, in history order (w^1, b^1, w^2, ...).
-        by_member = np.stack(
-            [np.concatenate([a.ravel() for pair in m for a in pair]) for m in members]
-        )
         self.schema = HistorySchema(self.layer_sizes, record)
         self.parameter_count = self.schema.parameter_count
         for name in (activation, output_activation):
@@ -120,15 +110,9 @@ class StackedRecorder:
         self.groups = group_bounds(self.size, groups, self.layer_sizes, n)
         # Each group's share of the flat parameter vector.
         self.group_sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
-        self.nets = StackedNets(
-            x,
-            y,
-            self.schema,
-            (activation, output_activation),
-            loss,
-            self.groups,
-            uniform=sample_weight is None,
-        )
+        activations = (activation, output_activation)
+        uniform = sample_weight is None
+        self.nets = StackedNets(x, y, self.schema, activations, loss, self.groups, uniform)
         self.is_wide = self.nets.is_wide
         # All parameters in one flat vector, in the order the graph reads them, so the
         # optimizer and the record are a handful of ops whatever K and the depth.
@@ -297,6 +281,17 @@ class StackedRecorder:
     def row_shape(self) -> list[int]:
         """Shape of one record row (graph layout, see :meth:`host_rows`)."""
         return [self.row_length]
+
+
+def member_rows(members: Sequence[Layers], learning_rates: Sequence[float]) -> np.ndarray:
+    """``[K, P]``: member k's parameters in one row, in history order (w^1, b^1, w^2, ...);
+    ConfigError unless there is one rate per member and they share one architecture."""
+    if len(members) != len(learning_rates) or not members:
+        raise ConfigError(f"{len(members)} member(s) but {len(learning_rates)} learning rate(s)")
+    shapes = [[(k.shape, b.shape) for k, b in member] for member in members]
+    if any(shape != shapes[0] for shape in shapes):
+        raise ConfigError("stacked members must share one architecture")
+    return np.stack([np.concatenate([a.ravel() for pair in m for a in pair]) for m in members])
 
 
 def train_stacked(
