@@ -1,5 +1,5 @@
 """Beyond one relation: splits, mini-batches, metrics, dropout/L2, committees, compare, and
-clear errors for configs that do not fit the data (issue 6).
+clear errors for configs that do not fit the data.
 
 Everything runs on a small SYNTHETIC four-band catalog (120 rows) with tiny nets and a few
 epochs, so the whole module takes seconds.
