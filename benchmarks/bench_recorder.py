@@ -177,7 +177,7 @@ def main() -> None:
     train_sweep(config.with_overrides(epochs=ExecutionPolicy.graph_min_epochs), data, [0.1, 0.2])
 
     lengths = (10, 200) if args.quick else (10, 200, 2000)
-    table: list[tuple[str, str]] = []  # the README's speed table: (what, per epoch or x)
+    speed_rows: list[tuple[str, str]] = []  # the README's speed table: (what, per epoch or x)
 
     def ours(n_epochs: int, reuse: bool = True) -> float:
         """One recorder run, end to end; ``reuse=False``: as the first run of a process,
@@ -207,7 +207,7 @@ def main() -> None:
         )
         per = "{:.3f} ms"
         if epochs == lengths[-1]:
-            table += [
+            speed_rows += [
                 (
                     f"the notebook's eager loop (`.numpy()` per variable), {epochs} epochs",
                     per.format(eager / epochs * 1e3),
@@ -226,7 +226,9 @@ def main() -> None:
                 ),
             ]
         elif epochs == lengths[0]:
-            table.append((f"stellarnet, {epochs} epochs (eager)", per.format(first / epochs * 1e3)))
+            speed_rows.append(
+                (f"stellarnet, {epochs} epochs (eager)", per.format(first / epochs * 1e3))
+            )
     print(f"  (engine 'auto': {lengths[0]} epochs run eagerly, no graph)")
 
     epochs = lengths[-1]
@@ -242,7 +244,7 @@ def main() -> None:
         f"epoch, {fit / epochs / marginal:.0f}x model.fit's"
     )
 
-    table.append(("stellarnet, steady state", f"{marginal * 1e3:.3f} ms"))
+    speed_rows.append(("stellarnet, steady state", f"{marginal * 1e3:.3f} ms"))
 
     costs = [fixed_costs(HR_NET, config.seed, x, y) for _ in range(3)]
     build, trace, first_call = (min(c) for c in zip(*costs, strict=True))
@@ -270,7 +272,7 @@ def main() -> None:
         f"repeat run {xla_repeat / epochs * 1e3:.3f}, steady state "
         f"{(xla_double - xla_repeat) / epochs * 1e3:.3f}"
     )
-    table.append(
+    speed_rows.append(
         (
             f"stellarnet with `--jit` (XLA), {epochs} epochs, first run",
             f"{xla_first / epochs * 1e3:.3f} ms",
@@ -298,7 +300,7 @@ def main() -> None:
             f"steady state {(vec2 - vec) / epochs * 1e3:.3f} ms/epoch = "
             f"{(vec2 - vec) / epochs / marginal:.1f}x one run's"
         )
-        table.append(
+        speed_rows.append(
             (
                 f"sweep of {k} rates, {epochs} epochs, vectorised (one after another)",
                 f"{vec / single:.2f}x ({seq / single:.2f}x) one run",
@@ -318,7 +320,7 @@ def main() -> None:
 
     print("\nREADME speed table (HR net, 2242 stars, end to end unless said):\n")
     print("| | per epoch, or cost |\n|---|---|")
-    for what, value in table:
+    for what, value in speed_rows:
         print(f"| {what} | {value} |")
 
 
