@@ -239,3 +239,13 @@ def history_frame(
     frame = pd.DataFrame(by_column.T, columns=columns[1:], copy=False)
     frame.insert(0, "epoch", np.asarray(epoch_numbers, dtype=np.int64))
     return frame
+
+
+def first_divergence(frame: pd.DataFrame) -> tuple[int, float] | None:
+    """The first row whose ``output`` or ``loss`` is NaN or infinite, as ``(epoch, loss)``;
+    None if every row is finite. (For a history of several members, ask per member.)"""
+    bad = ~np.isfinite(frame[["output", "loss"]].to_numpy()).all(axis=1)
+    if not bad.any():
+        return None
+    row = frame.iloc[int(np.argmax(bad))]
+    return int(row["epoch"]), float(row["loss"])

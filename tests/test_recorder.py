@@ -585,6 +585,31 @@ def test_a_diverging_member_leaves_the_others_finite(hr_data):
     assert np.isfinite(healthy.to_numpy(dtype=float)).all()
 
 
+def test_members_train_on_past_a_diverging_one_with_their_own_numbers(hr_data):
+    """stop_on_divergence=False: the diverging member's rows turn NaN, the others' equal
+    their separate runs bit for bit, and first_divergence finds where it went."""
+    from stellarnet.schema import first_divergence
+    from stellarnet.train.stacked import train_stacked
+
+    rates = [0.01, 1e3, 0.03]
+    members = [model_layers(build_model(HR_NET, SEED))] * 3
+    _, history = train_stacked(
+        members, hr_data.x, hr_data.y, rates, epochs=30, optimizer="sgd",
+        stop_on_divergence=False,
+    )  # fmt: skip
+    assert history.groupby("member").size().tolist() == [31, 31, 31]
+    epoch, loss = first_divergence(history[history["member"] == 1])
+    assert 0 < epoch <= 30 and not np.isfinite(loss)
+    for member in (0, 2):
+        alone = train(
+            build_model(HR_NET, SEED), hr_data.x, hr_data.y,
+            learning_rate=rates[member], epochs=30, optimizer="sgd",
+        )  # fmt: skip
+        mine = history[history["member"] == member].drop(columns="member")
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone, check_exact=True)
+        assert first_divergence(mine) is None
+
+
 @pytest.mark.parametrize(
     ("hidden", "output_activation", "groups", "optimizer", "loss"),
     [

@@ -159,11 +159,15 @@ def run_epochs(
     record_every: int = 1,
     progress: bool = False,
     context: str = "",
+    stop_on_divergence: bool = True,
 ) -> tuple[list[np.ndarray], list[int]]:
     """Run ``epochs`` epochs of ``recorder`` under ``policy`` (default: the recorder's); return
     the history rows (row 0 first) and their epoch numbers. The variables end at the last
-    state reached. Raises TrainingDiverged at the first recorded epoch whose output or loss
-    is not finite; its ``history`` holds the rows up to and including that epoch."""
+    state reached. Raises TrainingDiverged at the first epoch whose output or loss is not
+    finite; its ``history`` holds the rows up to and including that epoch. With
+    ``stop_on_divergence=False`` the epochs run on and every recorded row is returned, NaN or
+    not: stacked members are independent, so one member's divergence leaves the others'
+    numbers as they are (see :func:`stellarnet.schema.first_divergence`)."""
     check_positive_int(record_every, "record_every")
     policy = recorder.default_policy if policy is None else policy
     check_onednn()
@@ -174,6 +178,10 @@ def run_epochs(
         """Keep these rows, up to and including the first whose output or loss is not finite
         (then raise)."""
         if not len(block):  # a chunk shorter than record_every may record nothing
+            return
+        if not stop_on_divergence:
+            rows.extend(block)
+            epoch_numbers.extend(numbers)
             return
         finite = np.isfinite(block[:, ..., :2]).reshape(len(block), -1).all(axis=1)
         end = len(block) if finite.all() else int(np.argmin(finite)) + 1
@@ -197,7 +205,8 @@ def run_epochs(
                 for epoch in range(1, epochs + 1):
                     state, row = recorder.advance(state, recorder.data)
                     block = recorder.host_rows(row.numpy()[None])
-                    if epoch % record_every == 0 or not np.all(np.isfinite(block[..., :2])):
+                    finite = np.all(np.isfinite(block[..., :2]))
+                    if epoch % record_every == 0 or (stop_on_divergence and not finite):
                         keep([epoch], block)
                     bar.update(1)
             else:

@@ -311,14 +311,16 @@ def train_stacked(
     jit_compile: bool = False,
     progress: bool = False,
     context: str = "",
+    stop_on_divergence: bool = True,
 ) -> tuple[StackedRecorder, pd.DataFrame]:
     """Train ``members`` (initial layers of one architecture) together in one compiled graph,
     member k at ``learning_rates[k]``, for ``epochs`` full-batch epochs.
 
     Returns the :class:`StackedRecorder` (for the trained layers, :meth:`final_layers`) and
     the long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap
-    counts. The other arguments are those of :class:`StackedRecorder` and
-    :func:`~stellarnet.train.engine.run_epochs`.
+    counts. ``stop_on_divergence=False``: members whose loss becomes NaN or infinite train on
+    (their rows are NaN from then on) without stopping the others. The other arguments are
+    those of :class:`StackedRecorder` and :func:`~stellarnet.train.engine.run_epochs`.
     """
     recorder = StackedRecorder(
         members,
@@ -334,6 +336,12 @@ def train_stacked(
     )
     policy = dataclasses.replace(STACKED_POLICY, jit_compile=jit_compile)
     rows, epoch_numbers = run_epochs(
-        recorder, epochs, policy, record_every=record_every, progress=progress, context=context
+        recorder,
+        epochs,
+        policy,
+        record_every=record_every,
+        progress=progress,
+        context=context,
+        stop_on_divergence=stop_on_divergence,
     )
     return recorder, recorder.frame(rows, epoch_numbers)
