@@ -155,9 +155,9 @@ def main() -> None:
     from stellarnet.runs.config import load_experiment
     from stellarnet.runs.sweep import train_sweep
     from stellarnet.train import engine
-    from stellarnet.train.engine import ExecutionPolicy
     from stellarnet.train.loop import train
     from stellarnet.train.models import HR_NET, build_model
+    from stellarnet.train.policy import ExecutionPolicy
 
     config = load_experiment("hr_relation")
     catalog = load_catalog(GAIA_DR2_HR, offline=True)

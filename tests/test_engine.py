@@ -3,7 +3,8 @@
 import pytest
 
 from stellarnet.errors import ConfigError
-from stellarnet.train.engine import STACKED_POLICY, EpochRecorder, ExecutionPolicy
+from stellarnet.train.engine import EpochRecorder
+from stellarnet.train.policy import STACKED_POLICY, ExecutionPolicy
 from stellarnet.train.recorder import Recorder
 from stellarnet.train.stacked import StackedRecorder
 

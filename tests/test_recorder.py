@@ -12,9 +12,10 @@ from stellarnet.data.datasets import make_dataset
 from stellarnet.data.loading import load_catalog
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.runs.config import load_experiment
-from stellarnet.train.engine import ExecutionPolicy, compile_epochs, run_epochs
+from stellarnet.train.engine import compile_epochs, run_epochs
 from stellarnet.train.loop import train
 from stellarnet.train.models import HR_NET, ModelSpec, build_model, model_layers
+from stellarnet.train.policy import ExecutionPolicy
 from stellarnet.train.recorder import Recorder
 
 SEED = 1453
@@ -38,7 +39,7 @@ def test_graph_runs_leave_the_sessions_function_options_as_they_were(hr_data):
     import tensorflow as tf
     from tensorflow.python.eager import context
 
-    from stellarnet.train.engine import _call_options
+    from stellarnet.train.policy import _call_options
 
     def options() -> tuple[str, bytes]:
         current = context.context().function_call_options
@@ -65,7 +66,7 @@ def test_without_private_call_options_grappler_keeps_its_defaults(hr_data, monke
     kwargs = dict(learning_rate=0.1, epochs=25, engine="graph")
     expected = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, **kwargs)
     monkeypatch.setattr(tf.compat.v1, "ConfigProto", None)  # the options cannot be read
-    with caplog.at_level("DEBUG", logger="stellarnet.train.engine"):
+    with caplog.at_level("DEBUG", logger="stellarnet.train.policy"):
         history = train(build_model(HR_NET, SEED), hr_data.x, hr_data.y, **kwargs)
     assert "grappler keeps its defaults" in caplog.text
     pd.testing.assert_frame_equal(history, expected, check_exact=True)

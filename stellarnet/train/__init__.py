@@ -12,8 +12,9 @@ nets in one graph), ``optimizers`` and ``backprop`` (Keras' maths written out), 
 ``analytic`` (the chain rule in numpy, for checking gradients by hand).
 """
 
-from stellarnet.train.engine import ExecutionPolicy, run_epochs
+from stellarnet.train.engine import run_epochs
 from stellarnet.train.loop import train
+from stellarnet.train.policy import ExecutionPolicy
 from stellarnet.train.stacked import train_stacked
 
 __all__ = ["ExecutionPolicy", "run_epochs", "train", "train_stacked"]

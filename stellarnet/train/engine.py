@@ -23,97 +23,26 @@ would cost more than it saves, and graph above.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from stellarnet.checks import check_choice, check_positive_int
+from stellarnet.checks import check_positive_int
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.tfsettings import check_onednn
-from stellarnet.vocabulary import ENGINES
+from stellarnet.train.policy import ExecutionPolicy
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from stellarnet.train.stopping import EarlyStopping
 
-GRAPPLER_DEFAULT = 2
-"""Rounds of grappler's passes TensorFlow makes over a function's graph by default."""
-SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
+
 TRACED_RUNS_KEPT = 8
 """Traced graph runs kept for reuse (see :func:`traced_epochs`), most recently used first."""
 _traced_runs: OrderedDict[Hashable, Any] = OrderedDict()
-
-
-@dataclasses.dataclass(frozen=True)
-class ExecutionPolicy:
-    """How a recorder's epochs run. Only speed depends on it, except ``jit_compile``.
-
-    Parameters
-    ----------
-    engine : {"auto", "eager", "graph"}
-        One Python iteration per epoch, or a traced loop over chunks of epochs; ``"auto"``:
-        eager below ``graph_min_epochs`` epochs, where tracing costs more than it saves.
-    jit_compile : bool
-        Compile the traced loop with XLA (different rounding; graph engine only).
-    executor : str
-        TensorFlow executor of the traced loop (``""``: the default one, which runs
-        independent ops side by side; :data:`SINGLE_THREADED`: no hand-over between threads,
-        best for one net's chain of small ops).
-    grappler_iterations : int
-        Rounds of grappler's graph rewrites at a traced function's first call (0: none;
-        TensorFlow's default is :data:`GRAPPLER_DEFAULT`). They pay where ops can run side by
-        side, not on a chain of small ops.
-    chunk_seconds : float
-        Target wall time of one graph call: few calls, yet a live progress bar.
-    xla_chunk_epochs : int
-        Epochs per call under XLA, which compiles for fixed shapes: every call returns as
-        many rows as a full chunk records, so one compilation serves the whole run.
-    graph_min_epochs : int
-        ``engine="auto"`` traces runs of at least this many epochs.
-    """
-
-    engine: str = "auto"
-    jit_compile: bool = False
-    executor: str = SINGLE_THREADED
-    grappler_iterations: int = 0
-    chunk_seconds: float = 0.5
-    xla_chunk_epochs: int = 1024
-    graph_min_epochs: int = 20
-
-    def __post_init__(self) -> None:
-        check_choice(self.engine, "engine", ENGINES)
-        if self.jit_compile and self.engine == "eager":
-            raise ConfigError(
-                "jit_compile (--jit) needs the graph engine; set engine to auto or graph"
-            )
-
-    def engine_for(self, epochs: int) -> str:
-        """``"eager"`` or ``"graph"`` for a run of ``epochs`` epochs."""
-        if self.engine != "auto":
-            return self.engine
-        return "graph" if epochs >= self.graph_min_epochs or self.jit_compile else "eager"
-
-    def xla_chunk_rows(self, record_every: int) -> int:
-        """Rows recorded by a full chunk of epochs under XLA."""
-        return max(1, self.xla_chunk_epochs // record_every)
-
-    @contextlib.contextmanager
-    def call_options(self) -> Iterator[None]:
-        """In this block, traced functions are traced and run under this policy's executor
-        and grappler rounds (XLA: TensorFlow's defaults, as its graphs need them)."""
-        executor = "" if self.jit_compile else self.executor
-        iterations = GRAPPLER_DEFAULT if self.jit_compile else self.grappler_iterations
-        with _call_options(executor, iterations):
-            yield
-
-
-STACKED_POLICY = ExecutionPolicy(engine="graph", executor="", grappler_iterations=1)
-"""Stacked nets: groups of members run side by side on TensorFlow's default executor, and
-grappler's rewrites of that larger graph pay for themselves (one round as well as two)."""
 
 
 class EpochRecorder(Protocol):
@@ -123,6 +52,10 @@ class EpochRecorder(Protocol):
     """What an epoch reads besides the state (a traced run takes it as an argument)."""
     default_policy: ExecutionPolicy
     """The policy its epochs run fastest under."""
+
+    @property
+    def columns(self) -> list[str]:
+        """History column names, ``epoch`` first."""
 
     @property
     def row_shape(self) -> list[int]:
@@ -160,6 +93,7 @@ def run_epochs(
     progress: bool = False,
     context: str = "",
     stop_on_divergence: bool = True,
+    early_stopping: EarlyStopping | None = None,
 ) -> tuple[list[np.ndarray], list[int]]:
     """Run ``epochs`` epochs of ``recorder`` under ``policy`` (default: the recorder's); return
     the history rows (row 0 first) and their epoch numbers. The variables end at the last
@@ -167,28 +101,36 @@ def run_epochs(
     finite; its ``history`` holds the rows up to and including that epoch. With
     ``stop_on_divergence=False`` the epochs run on and every recorded row is returned, NaN or
     not: stacked members are independent, so one member's divergence leaves the others'
-    numbers as they are (see :func:`stellarnet.schema.first_divergence`)."""
+    numbers as they are (see :func:`stellarnet.schema.first_divergence`). With
+    ``early_stopping``, the rows end at the epoch it stops after."""
     check_positive_int(record_every, "record_every")
     policy = recorder.default_policy if policy is None else policy
+    watched = _watched_column(recorder, record_every) if early_stopping else None
     check_onednn()
     rows: list[np.ndarray] = []
     epoch_numbers: list[int] = []
 
-    def keep(numbers: list[int], block: np.ndarray) -> None:
+    def keep(numbers: list[int], block: np.ndarray) -> bool:
         """Keep these rows, up to and including the first whose output or loss is not finite
-        (then raise)."""
+        (then raise) or the one early stopping stops after (then return True)."""
         if not len(block):  # a chunk shorter than record_every may record nothing
-            return
+            return False
         if not stop_on_divergence:
             rows.extend(block)
             epoch_numbers.extend(numbers)
-            return
+            return False
         finite = np.isfinite(block[:, ..., :2]).reshape(len(block), -1).all(axis=1)
         end = len(block) if finite.all() else int(np.argmin(finite)) + 1
+        stop = False
+        if early_stopping is not None:
+            for i in range(end):
+                if early_stopping.update(numbers[i], float(block[i][watched])):
+                    end, stop = i + 1, True
+                    break
         rows.extend(block[:end])
         epoch_numbers.extend(numbers[:end])
         if finite[end - 1]:
-            return
+            return stop
         raise TrainingDiverged(
             f"training diverged at epoch {numbers[end - 1]}: the loss became "
             f"{block[end - 1][..., 1]} ({context}). Lower the learning rate (--lr) or "
@@ -206,18 +148,30 @@ def run_epochs(
                     state, row = recorder.advance(state, recorder.data)
                     block = recorder.host_rows(row.numpy()[None])
                     finite = np.all(np.isfinite(block[..., :2]))
-                    if epoch % record_every == 0 or (stop_on_divergence and not finite):
-                        keep([epoch], block)
+                    kept = epoch % record_every == 0 or (stop_on_divergence and not finite)
                     bar.update(1)
+                    if kept and keep([epoch], block):
+                        break
             else:
                 chunks = _graph_chunks(recorder, state, epochs, record_every, policy)
                 # Each chunk's state is stored below (finally), even if a row diverged.
                 for state, count, numbers, block in chunks:  # noqa: B007
-                    keep(numbers, block)
                     bar.update(count)
+                    if keep(numbers, block):
+                        break
     finally:
         recorder.store(state)
     return rows, epoch_numbers
+
+
+def _watched_column(recorder: EpochRecorder, record_every: int) -> int:
+    """Where ``val_loss`` is in a record row, for early stopping (which watches every epoch)."""
+    if "val_loss" not in recorder.columns or record_every != 1:
+        raise ConfigError(
+            "early stopping watches val_loss every epoch: it needs validation rows (a "
+            "[dataset] split with validation) and record_every = 1"
+        )
+    return recorder.columns.index("val_loss") - 1
 
 
 def compile_epochs(
@@ -322,42 +276,6 @@ def _graph_chunks(
         if not policy.jit_compile:
             chunk = max(record_every, min(target, 8 * chunk) // record_every * record_every)
         done += count
-
-
-@contextlib.contextmanager
-def _call_options(executor: str, grappler_iterations: int) -> Iterator[None]:
-    """In this block, on this thread, traced functions run on TensorFlow's ``executor``
-    (``""``: the default one), and grappler rewrites their graph (at a function's first call)
-    in ``grappler_iterations`` rounds of its passes (0: not at all)."""
-    import tensorflow as tf
-
-    with tf.experimental.function_executor_type(executor):  # restores all options on exit
-        if grappler_iterations != GRAPPLER_DEFAULT:
-            _limit_grappler(grappler_iterations)
-        yield
-
-
-def _limit_grappler(iterations: int) -> None:
-    """Set grappler's rounds (0: off) in this thread's options for calls of traced functions:
-    the options ``tf.experimental.function_executor_type`` sets, which TensorFlow exports no
-    other way to change. Only speed depends on it: without that private module, grappler
-    keeps its defaults."""
-    import tensorflow as tf
-
-    try:
-        from tensorflow.python.eager import context
-
-        options = context.context().function_call_options
-        config = tf.compat.v1.ConfigProto.FromString(options.config_proto_serialized)
-    except (ImportError, AttributeError, TypeError) as error:
-        log.debug("grappler keeps its defaults: %s", error)
-        return
-    rewrites = config.graph_options.rewrite_options
-    if iterations:
-        rewrites.meta_optimizer_iterations = iterations  # the enum's ONE and TWO are 1 and 2
-    else:
-        rewrites.disable_meta_optimizer = True
-    options.config_proto_serialized = config
 
 
 def _progress_bar(total: int, enabled: bool) -> Any:

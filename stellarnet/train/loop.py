@@ -11,11 +11,14 @@ import pandas as pd
 from stellarnet.checks import check_learning_rate, check_positive_int
 from stellarnet.errors import ConfigError
 from stellarnet.schema import DEFAULT_RECORD, check_record
-from stellarnet.train.engine import ExecutionPolicy, run_epochs
+from stellarnet.train.engine import run_epochs
+from stellarnet.train.policy import ExecutionPolicy
 from stellarnet.train.recorder import Recorder
 
 if TYPE_CHECKING:
     import keras
+
+    from stellarnet.train.stopping import EarlyStopping
 
 
 def train(
@@ -35,6 +38,7 @@ def train(
     batch_size: int | None = None,
     shuffle_seed: int = 0,
     validation: tuple[np.ndarray, np.ndarray] | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``(x, y)`` and record every epoch.
 
@@ -73,6 +77,11 @@ def train(
         Seed of the per-epoch mini-batch shuffle.
     validation : (x_val, y_val), optional
         Rows scored after every epoch into a ``val_loss`` column.
+    early_stopping : EarlyStopping, optional
+        Stop once ``val_loss`` has not improved for its patience (needs ``validation`` and
+        ``record_every=1``); the history ends at the stopping epoch, the model ends at the
+        best epoch's weights (also when the run used all its epochs), and
+        ``history.attrs["early_stopping"]`` says which epoch that was.
 
     Returns
     -------
@@ -111,6 +120,17 @@ def train(
     )
     context = f"optimizer {optimizer}, learning rate {learning_rate}"
     rows, epoch_numbers = run_epochs(
-        recorder, epochs, policy, record_every=record_every, progress=progress, context=context
+        recorder,
+        epochs,
+        policy,
+        record_every=record_every,
+        progress=progress,
+        context=context,
+        early_stopping=early_stopping,
     )
-    return recorder.frame(rows, epoch_numbers)
+    history = recorder.frame(rows, epoch_numbers)
+    if early_stopping is not None:
+        if early_stopping.best_epoch:
+            recorder.restore(rows[epoch_numbers.index(early_stopping.best_epoch)])
+        history.attrs["early_stopping"] = early_stopping.summary()
+    return history

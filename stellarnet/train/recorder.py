@@ -33,8 +33,8 @@ from stellarnet.errors import ConfigError
 from stellarnet.schema import DEFAULT_RECORD, HistorySchema, history_frame
 from stellarnet.train.backprop import make_loss
 from stellarnet.train.chain import DenseChain
-from stellarnet.train.engine import ExecutionPolicy
 from stellarnet.train.optimizers import Optimizer, OptimizerState
+from stellarnet.train.policy import ExecutionPolicy
 
 if TYPE_CHECKING:
     import keras
@@ -353,6 +353,17 @@ class Recorder:
             values = [output, loss, grad, hidden]
         theta = state.theta  # the parameters after the (last) step
         return state, self.row(*values, theta, self.validation_loss(theta, validation))
+
+    def restore(self, row: np.ndarray) -> None:
+        """Set the model's variables to the parameters of a history row (without ``epoch``),
+        e.g. early stopping's best epoch; exact, as the row holds copies of the float32
+        values. Needs every kernel and bias recorded."""
+        if not self.record_all:
+            raise ConfigError("restoring an epoch's weights needs kernels and biases recorded")
+        start = self.schema.columns.index(self.schema.recorded_blocks[0].names()[0]) - 1
+        flat = np.asarray(row[start : start + len(self.positions)], np.float32)
+        for variable, block in zip(self.chain.variables, self.schema.blocks, strict=True):
+            variable.assign(flat[block.start : block.start + block.size].reshape(variable.shape))
 
     @property
     def row_shape(self) -> list[int]:

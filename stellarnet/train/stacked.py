@@ -34,9 +34,10 @@ from stellarnet.checks import check_choice
 from stellarnet.errors import ConfigError
 from stellarnet.params import Layers
 from stellarnet.schema import DEFAULT_RECORD, HistorySchema, history_frame
-from stellarnet.train.engine import STACKED_POLICY, run_epochs
+from stellarnet.train.engine import run_epochs
 from stellarnet.train.grouping import graph_order, group_bounds
 from stellarnet.train.optimizers import Optimizer, OptimizerState
+from stellarnet.train.policy import STACKED_POLICY
 from stellarnet.train.stacked_nets import StackedNets
 from stellarnet.vocabulary import ACTIVATIONS, LOSSES
 
