@@ -16,5 +16,6 @@ from stellarnet.train.engine import run_epochs
 from stellarnet.train.loop import train
 from stellarnet.train.policy import ExecutionPolicy
 from stellarnet.train.stacked import train_stacked
+from stellarnet.train.stopping import EarlyStopping
 
-__all__ = ["ExecutionPolicy", "run_epochs", "train", "train_stacked"]
+__all__ = ["EarlyStopping", "ExecutionPolicy", "run_epochs", "train", "train_stacked"]

@@ -1,0 +1,50 @@
+"""Photometric redshifts on the SDSS Main Galaxy Sample: the shipped catalog keeps MLZ's values."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from stellarnet.data.loading import load_catalog_file
+from stellarnet.data.registry import SHIPPED_CATALOG_DIR
+from stellarnet.data.sdss_mgs import PHOTOZ_COLUMNS, read_mlz, write_photoz_catalog
+from stellarnet.errors import CatalogError
+
+SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss_mgs_photoz"
+SHIPPED = SHIPPED_CATALOG_DIR / "sdss_mgs_photoz.csv"
+
+
+def test_shipped_catalog_holds_every_value_of_the_source_as_written():
+    if not (SOURCE / "SDSS_MGS.train").is_file():
+        pytest.skip("the source file (shared/data) is not beside this checkout")
+    lines = (SOURCE / "SDSS_MGS.train").read_text().splitlines()
+    assert lines[0].startswith("#") and "eu " not in lines[0]  # the quirk being fixed
+    source_rows = [line.split() for line in lines[1:] if line.strip()]
+    shipped = pd.read_csv(SHIPPED, dtype=str)
+    assert tuple(shipped.columns) == PHOTOZ_COLUMNS
+    assert shipped.values.tolist() == source_rows
+
+
+def test_the_shipped_catalog_matches_its_provenance_and_keeps_the_bad_row():
+    catalog = load_catalog_file(SHIPPED, PHOTOZ_COLUMNS)
+    assert len(catalog.frame) == 5000
+    bad = catalog.frame.iloc[3001]
+    assert bad["zs"] == pytest.approx(0.0473, abs=1e-4) and bad["r-i"] < -2
+    assert (SHIPPED.parent / "MLZ_LICENSE.txt").is_file()
+
+
+def test_conversion_round_trip_and_its_errors(tmp_path):
+    source = tmp_path / "src" / "mini.train"
+    source.parent.mkdir()
+    header = "#zs u g r i z u-g g-r r-i i-z eg er ei ez eu-g eg-r er-i ei-z\n"
+    row = " ".join(f"{v:.6f}" for v in range(19)) + "\n"
+    source.write_text(header + row + row)
+    with pytest.raises(CatalogError, match="licence"):
+        write_photoz_catalog(source, tmp_path)
+    (source.parent / "MLZ_LICENSE.txt").write_text("licence text")
+    path = write_photoz_catalog(source, tmp_path)
+    assert pd.read_csv(path, dtype=str).values.tolist() == [row.split()] * 2
+    assert load_catalog_file(path, PHOTOZ_COLUMNS).frame.shape == (2, 19)
+    source.write_text(header + " ".join(["1"] * 18) + "\n")
+    with pytest.raises(CatalogError, match="18 values, not 19"):
+        read_mlz(source)
