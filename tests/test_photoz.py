@@ -48,3 +48,22 @@ def test_conversion_round_trip_and_its_errors(tmp_path):
     source.write_text(header + " ".join(["1"] * 18) + "\n")
     with pytest.raises(CatalogError, match="18 values, not 19"):
         read_mlz(source)
+
+
+def test_photoz_metrics_equal_hand_computations():
+    from stellarnet.runs.metrics import held_out_metrics, photoz_metrics
+
+    z_spec = [0.0, 0.1, 0.2, 1.0]
+    z_phot = [0.01, 0.1, 0.5, 0.9]
+    # dz = (z_phot - z_spec) / (1 + z_spec), by hand:
+    dz = [0.01, 0.0, 0.3 / 1.2, -0.1 / 2.0]  # 0.01, 0, 0.25, -0.05
+    metrics = photoz_metrics(z_spec, z_phot)
+    assert metrics["bias"] == pytest.approx(sum(dz) / 4)
+    median = (0.0 + 0.01) / 2  # of the sorted -0.05, 0, 0.01, 0.25
+    deviations = sorted(abs(d - median) for d in dz)  # 0.005, 0.005, 0.055, 0.245
+    assert metrics["sigma_nmad"] == pytest.approx(1.4826 * (deviations[1] + deviations[2]) / 2)
+    assert metrics["outlier_fraction"] == 0.25  # only 0.25 > 0.15
+    both = held_out_metrics(z_spec, z_phot, "photoz")
+    assert {"mse", "r2", "bias", "sigma_nmad", "outlier_fraction"} <= set(both)
+    assert "bias" not in held_out_metrics(z_spec, z_phot, "regression")
+    assert photoz_metrics([], []) == {}
