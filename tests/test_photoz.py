@@ -8,7 +8,7 @@ import pytest
 from stellarnet.data.loading import load_catalog_file
 from stellarnet.data.registry import SHIPPED_CATALOG_DIR
 from stellarnet.data.sdss_mgs import PHOTOZ_COLUMNS, read_mlz, write_photoz_catalog
-from stellarnet.errors import CatalogError
+from stellarnet.errors import CatalogError, ConfigError
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sdss_mgs_photoz"
 SHIPPED = SHIPPED_CATALOG_DIR / "sdss_mgs_photoz.csv"
@@ -67,3 +67,17 @@ def test_photoz_metrics_equal_hand_computations():
     assert {"mse", "r2", "bias", "sigma_nmad", "outlier_fraction"} <= set(both)
     assert "bias" not in held_out_metrics(z_spec, z_phot, "regression")
     assert photoz_metrics([], []) == {}
+
+
+def test_clip_holds_features_within_five_training_sigmas_and_counts_them():
+    import numpy as np
+
+    from stellarnet.data.datasets import CLIP_LIMIT, ColumnSpec, invert_transforms, transform_column
+
+    values = np.r_[np.random.default_rng(0).normal(size=200), -400.0]  # one bad magnitude
+    out, params = transform_column(values, ColumnSpec("r-i", ("standardize", "clip")))
+    assert out.min() == -CLIP_LIMIT and np.abs(out).max() == CLIP_LIMIT
+    assert params[-1] == {"transform": "clip", "limit": CLIP_LIMIT, "clipped": 1}
+    assert len(out) == len(values)  # the row stays
+    with pytest.raises(ConfigError, match="clip features, not targets"):
+        invert_transforms(out, params)

@@ -23,8 +23,12 @@ from stellarnet.errors import CatalogError, ConfigError
 
 log = logging.getLogger(__name__)
 
-TRANSFORMS = ("log10", "minmax", "standardize")
+TRANSFORMS = ("log10", "minmax", "standardize", "clip")
 """Transforms a column can go through, applied in the order given."""
+CLIP_LIMIT = 5.0
+"""``clip`` (after ``standardize``) holds a feature within this many training-row standard
+deviations: a value far outside what the network trained on (e.g. a bad magnitude) cannot
+throw its prediction anywhere. The rows stay; ``run.json`` counts the values clipped."""
 
 DEFAULT_SEED = 1453
 
@@ -178,6 +182,14 @@ def transform_column(
                 raise CatalogError(f"column {spec.column!r} is constant; cannot standardise")
             values = (values - mean) / std
             params.append({"transform": "standardize", "mean": mean, "std": std})
+        elif name == "clip":
+            clipped = int((np.abs(values) > CLIP_LIMIT).sum())
+            if clipped:
+                log.warning(
+                    "column %r: %d value(s) beyond %g clipped", spec.column, clipped, CLIP_LIMIT
+                )
+            values = np.clip(values, -CLIP_LIMIT, CLIP_LIMIT)
+            params.append({"transform": "clip", "limit": CLIP_LIMIT, "clipped": clipped})
     return values, params
 
 
@@ -191,6 +203,8 @@ def invert_transforms(values: np.ndarray, params: list[dict[str, Any]]) -> np.nd
             values = values * step["std"] + step["mean"]
         elif step["transform"] == "log10":
             values = 10.0**values
+        elif step["transform"] == "clip":
+            raise ConfigError("clipped values cannot be mapped back: clip features, not targets")
     return values
 
 
