@@ -41,7 +41,19 @@ FAULTS = {
     "ignore_filters": "answer without applying the column constraints",
     "drop:COL": "leave column COL out of the answer (a schema change)",
     "nan:COL": "blank COL in every 10th row",
+    "null:COL": "blank COL in every row",
+    "no_complete_row": "blank Lum in even rows and Teff in odd rows (no row has both)",
+    "extra_rows:N": "answer N rows whatever -out.max asks (the stand-in's rows repeated)",
+    "trickle": "send the headers, then the body at 2 bytes/s (until reset or hang-up)",
+    "trickle_head": "send the whole answer, status line included, at 2 bytes/s",
 }
+
+TRICKLE_INTERVAL = 0.5
+"""Seconds between two bytes of a trickled answer (2 bytes/s)."""
+
+TRICKLE_LIMIT = 6.0
+"""Seconds after which a trickled answer is cut off, so that a client without a deadline
+fails a test in seconds instead of hanging it for hours."""
 
 _CONSTRAINT = re.compile(r"^\s*(>=|<=|>|<|=)\s*([-+0-9.eE]+)\s*$")
 
@@ -165,6 +177,10 @@ class VizierStandIn:
         if fault == "html":
             return 200, "text/html", b"<html><body>VizieR is under maintenance</body></html>"
         rows = select_rows(self.frame, request, apply_filters=fault != "ignore_filters")
+        if fault.startswith("extra_rows:"):
+            count = int(fault.removeprefix("extra_rows:"))
+            rows = select_rows(self.frame, {**request, "max": len(self.frame)})
+            rows = rows.iloc[np.arange(count) % len(rows)].reset_index(drop=True)
         if fault == "empty":
             rows = rows.iloc[:0]
         if fault.startswith("drop:"):
@@ -172,10 +188,27 @@ class VizierStandIn:
         if fault.startswith("nan:"):
             rows = rows.copy()
             rows.iloc[::10, rows.columns.get_loc(fault.removeprefix("nan:"))] = np.nan
+        if fault.startswith("null:"):
+            rows = rows.copy()
+            rows[fault.removeprefix("null:")] = np.nan
+        if fault == "no_complete_row":
+            rows = rows.copy()
+            rows.iloc[::2, rows.columns.get_loc("Lum")] = np.nan
+            rows.iloc[1::2, rows.columns.get_loc("Teff")] = np.nan
         document = votable_bytes(rows, request["source"])
         if fault == "malformed":
             document = document[: len(document) // 2]
         return 200, "text/xml", document
+
+    def trickle(self, stream: Any, data: bytes) -> None:
+        """Write ``data`` to ``stream`` one byte every :data:`TRICKLE_INTERVAL` seconds, until
+        all is sent, the client hangs up, :meth:`reset`, or :data:`TRICKLE_LIMIT` seconds."""
+        release = self._release
+        steps = int(TRICKLE_LIMIT / TRICKLE_INTERVAL)
+        for offset in range(min(len(data), steps)):
+            stream.write(data[offset : offset + 1])
+            if release.wait(TRICKLE_INTERVAL):
+                return
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -184,14 +217,26 @@ class VizierStandIn:
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length).decode("utf-8")
+                fault = standin.fault or ""
                 status, content_type, payload = standin.answer(self.path, body)
                 try:
+                    if fault == "trickle_head":
+                        head = (
+                            f"HTTP/1.1 {status} {self.responses[status][0]}\r\n"
+                            f"Content-Type: {content_type}\r\n"
+                            f"Content-Length: {len(payload)}\r\n\r\n"
+                        )
+                        standin.trickle(self.wfile, head.encode("ascii") + payload)
+                        return
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:  # the client gave up (timeout test)
+                    if fault == "trickle":
+                        standin.trickle(self.wfile, payload)
+                    else:
+                        self.wfile.write(payload)
+                except OSError:  # the client gave up (timeout tests)
                     pass
 
             def log_message(self, *args: object) -> None:

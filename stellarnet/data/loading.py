@@ -31,7 +31,7 @@ from stellarnet.data.registry import (
     where_catalog_is,
 )
 from stellarnet.data.tables import read_catalog_csv, read_verified
-from stellarnet.data.vizier import DEFAULT_TIMEOUT, fetch_catalog
+from stellarnet.data.vizier import DEFAULT_TIMEOUT, check_server, check_timeout, fetch_catalog
 from stellarnet.errors import CatalogError, FetchError
 from stellarnet.files import sha256_file
 
@@ -61,7 +61,12 @@ def load_catalog(
         catalog to fetch nor a snapshot.
     FetchError
         If the fetch fails and there is no shipped snapshot to fall back on.
+    ConfigError
+        If ``server`` is not a host name or ``timeout`` is not a positive number (a mistake
+        to fix, not a network fault: no fallback).
     """
+    check_server(server)
+    check_timeout(timeout)
     cache = cache_path(query, cache_dir)
     if cache.exists():
         return read_verified(cache, query, origin="cache")
@@ -94,9 +99,11 @@ def load_catalog_file(path: str | Path, columns: Sequence[str]) -> Catalog:
     """Load a catalog CSV named by path (e.g. the user's Gaia pull) that has ``columns``.
 
     A provenance JSON beside it is used if present and checked; without one, the file's
-    sha256 is still recorded so that runs say exactly which file they used. A path that does
-    not exist but names a shipped catalog (``../catalogs/<name>.csv`` in a copy of a built-in
-    experiment config) loads the shipped one.
+    sha256 is still recorded so that runs say exactly which file they used. A file that fails
+    its check gets the fix that fits where it came from (shipped, a VizieR cache, or the
+    user's own file, which stellarnet never tells you to delete or re-download). A path that
+    does not exist but names a shipped catalog (``../catalogs/<name>.csv`` in a copy of a
+    built-in experiment config) loads the shipped one.
     """
     path = Path(path)
     shipped = shipped_catalog(path.name)
@@ -105,7 +112,7 @@ def load_catalog_file(path: str | Path, columns: Sequence[str]) -> Catalog:
         path = shipped
     frame = read_catalog_csv(path, columns)
     if provenance_path(path).exists():
-        sha, provenance = verified_sha256(path)
+        sha, provenance = verified_sha256(path, kind=None)
     else:
         sha, provenance = sha256_file(path), {}
     log.info("loaded %s: %d rows (%s)", path, len(frame), where_catalog_is(path))

@@ -1,8 +1,10 @@
 """Fetching a catalog from VizieR (through :mod:`astroquery.vizier`) into the cache.
 
 :func:`fetch_catalog` asks VizieR exactly the :class:`~stellarnet.data.registry.CatalogQuery`,
-validates the answer before anything is written (a table, not empty, the query's columns
-present and numeric, its filters holding; NaNs are counted, and a result shorter than the row
+within one deadline for the whole answer (:mod:`stellarnet.data.deadline`), validates the
+answer before anything is written (:func:`~stellarnet.data.tables.check_answer`: a table, no
+more rows than asked, the query's columns present, numeric and not null throughout, its
+filters holding, at least one usable row; NaNs are counted, and a result shorter than the row
 limit is logged and recorded), then writes the CSV and its provenance JSON to temporary files
 in the cache folder, fsynced and renamed into place, so an interrupted fetch leaves the
 previous cache (or none), never half a file. astroquery's own HTTP cache is bypassed: it would
@@ -12,23 +14,22 @@ happens.
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import platform
 import re
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from stellarnet.data.provenance import provenance_path, same_query, verified_sha256
 from stellarnet.data.registry import CACHE_DIR, GAIA_DR2_HR, Catalog, CatalogQuery, cache_path
-from stellarnet.data.tables import read_verified, summarize
-from stellarnet.errors import CatalogError, FetchError
+from stellarnet.data.tables import check_answer, read_verified
+from stellarnet.errors import CatalogError, ConfigError, FetchError
 from stellarnet.files import atomic_path, json_text, sha256_file
 
 if TYPE_CHECKING:  # astroquery is imported only when a fetch happens
@@ -39,12 +40,68 @@ if TYPE_CHECKING:  # astroquery is imported only when a fetch happens
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
-"""Seconds to wait for VizieR to connect and to answer (astroquery's default too)."""
+"""Seconds VizieR has to connect and send its whole answer (astroquery's default too)."""
+
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+    r"[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]"
+)
 
 VIZIER_ACKNOWLEDGEMENT = (
     "This research has made use of the VizieR catalogue access tool, CDS, Strasbourg, France "
     "(Ochsenbein, Bauer & Marcout 2000, A&AS 143, 23)."
 )
+
+
+def check_server(server: str | None) -> str | None:
+    """``server`` if it is a host name (or ``host:port``) to ask VizieR at; None stays None.
+
+    astroquery builds ``https://<server>/viz-bin/votable`` itself, so a URL would become a
+    host name that does not exist, and an empty name would silently ask the default mirror.
+
+    Raises
+    ------
+    ConfigError
+        If ``server`` is empty, a URL, or not a host name.
+    """
+    if server is None:
+        return None
+    example = "e.g. vizier.cds.unistra.fr or vizier.cfa.harvard.edu"
+    if not isinstance(server, str) or not server.strip():
+        raise ConfigError(
+            f"the VizieR server (--server) is empty ({server!r}): give a mirror's host name, "
+            f"{example}, or leave --server out to use astroquery's configured server"
+        )
+    if "://" in server or "/" in server:
+        host = urlsplit(server if "://" in server else f"//{server}").netloc
+        suggestion = f" --server {host}" if host and _is_host(host) else f" a host name, {example}"
+        raise ConfigError(
+            f"the VizieR server (--server) must be a host name, not a URL or path: {server!r}. "
+            f"astroquery builds the URL itself; give{suggestion}"
+        )
+    if not _is_host(server):
+        raise ConfigError(
+            f"the VizieR server (--server) {server!r} is not a host name (host or host:port), "
+            f"{example}"
+        )
+    return server
+
+
+def _is_host(text: str) -> bool:
+    """True for ``host``, ``host:port``, ``[IPv6]`` or ``[IPv6]:port``."""
+    match = re.fullmatch(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::(?P<port>\d{1,5}))?", text)
+    if match is None or (match["port"] is not None and not 0 < int(match["port"]) < 65536):
+        return False
+    return _HOST.fullmatch(match["host"]) is not None
+
+
+def check_timeout(timeout: float) -> float:
+    """``timeout`` if it is a finite number of seconds > 0; else ConfigError."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigError(f"the timeout must be a number of seconds, got {timeout!r}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ConfigError(f"the timeout must be finite and > 0 seconds, got {timeout!r}")
+    return float(timeout)
 
 
 def default_server() -> str:
@@ -116,9 +173,10 @@ def fetch_catalog(
     refresh : bool
         Download even if a valid cache for the same query exists.
     timeout : float
-        Seconds to wait for VizieR to connect and to answer.
+        Seconds VizieR has for the whole answer: connecting, the first byte and the last.
     server : str or None
-        VizieR mirror (``host`` or ``host:port``); None for astroquery's configured server.
+        VizieR mirror (``host`` or ``host:port``, not a URL); None for astroquery's
+        configured server.
     progress : bool
         Show the elapsed time on standard error while waiting for VizieR (terminals only).
 
@@ -130,12 +188,17 @@ def fetch_catalog(
     Raises
     ------
     FetchError
-        If VizieR cannot be reached, times out, answers with an HTTP error or something that
-        is not a VOTable, or the table is empty or fails validation. Nothing is written.
+        If VizieR cannot be reached, does not send its whole answer within ``timeout``,
+        answers with an HTTP error or something that is not a VOTable, or the table is
+        refused by :func:`~stellarnet.data.tables.check_answer`. Nothing is written.
     CatalogError
         If an existing cache fails its checksum (and ``refresh`` is not given), or the cache
         folder cannot be written.
+    ConfigError
+        If ``server`` is not a host name or ``timeout`` is not a positive number.
     """
+    server = check_server(server)
+    timeout = check_timeout(timeout)
     cache = cache_path(query, cache_dir)
     if cache.exists() and not refresh:
         cached = _cache_for(cache, query)
@@ -146,7 +209,7 @@ def fetch_catalog(
     payload = query_payload(query, vizier)
     table = _download(vizier, query, server, progress)
     frame = table.to_pandas()
-    summary = _validate_fetched(frame, query, source=f"VizieR {query.catalog} from {server}")
+    summary = check_answer(frame, query, source=f"VizieR {query.catalog} from {server}")
     record = _provenance(query, table, server, payload, summary)
     _write_cache(frame, record, cache)
     log.info("wrote %s and %s", cache, provenance_path(cache))
@@ -158,7 +221,7 @@ def _cache_for(cache: Path, query: CatalogQuery) -> Catalog | None:
 
     A damaged cache raises CatalogError: it is refused, never silently replaced.
     """
-    _, provenance = verified_sha256(cache)
+    _, provenance = verified_sha256(cache, "cache", query)
     if same_query(provenance, query):
         log.info("using the cache %s (refresh to download it again)", cache)
         return read_verified(cache, query, origin="cache")
@@ -177,6 +240,8 @@ def _download(vizier: VizierClass, query: CatalogQuery, server: str, progress: b
     from astroquery import cache_conf
     from astroquery.exceptions import TableParseError
 
+    from stellarnet.data.transport import elapsed, mount_deadline, reason
+
     where = f"VizieR at {server}"
     log.info(
         "querying %s for %s (%s; up to %d rows)...",
@@ -186,18 +251,24 @@ def _download(vizier: VizierClass, query: CatalogQuery, server: str, progress: b
         query.row_limit,
     )
     start = time.perf_counter()
+    session = getattr(vizier, "_session", None)  # the requests session astroquery sends through
+    if session is not None:
+        mount_deadline(session, vizier.TIMEOUT)
+    else:  # an astroquery without it: requests' timeout bounds each wait on the socket only
+        log.warning("cannot bound the whole answer by --timeout with this astroquery version")
     try:
-        with cache_conf.set_temp("cache_active", False), _elapsed(f"waiting for {where}", progress):
+        with cache_conf.set_temp("cache_active", False), elapsed(f"waiting for {where}", progress):
             tables = vizier.get_catalogs(query.catalog)
     except requests.exceptions.SSLError as err:
-        raise FetchError(f"secure connection to {where} failed: {_reason(err)}.") from err
+        raise FetchError(f"secure connection to {where} failed: {reason(err)}.") from err
     except requests.exceptions.Timeout as err:
         raise FetchError(
-            f"{where} did not answer within {vizier.TIMEOUT:g} s; try again later, a larger "
-            "--timeout, or another mirror with --server."
+            f"{where} did not answer within {vizier.TIMEOUT:g} s (--timeout bounds connecting, "
+            "the first byte and the whole answer); nothing was cached. Try again later, a "
+            "larger --timeout, or another mirror with --server."
         ) from err
     except requests.exceptions.ConnectionError as err:
-        raise FetchError(f"could not connect to {where}: {_reason(err)}.") from err
+        raise FetchError(f"could not connect to {where}: {reason(err)}.") from err
     except requests.exceptions.HTTPError as err:
         response = err.response
         raise FetchError(
@@ -232,30 +303,6 @@ def _pick_table(tables: TableList | None, query: CatalogQuery, where: str) -> Ta
     raise FetchError(
         f"{query.catalog} matched several VizieR tables {names}; give one of them as the catalog."
     )
-
-
-def _validate_fetched(frame: pd.DataFrame, query: CatalogQuery, source: str) -> dict[str, Any]:
-    """Check a fetched table against ``query``; return its summary (rows, NaNs, violations)."""
-    try:
-        summary = summarize(frame, query, source)
-    except CatalogError as err:
-        raise FetchError(f"{err} Nothing was cached.") from None
-    broken = {name: count for name, count in summary["filter_violations"].items() if count}
-    if broken:
-        raise FetchError(
-            f"{source}: rows that break the query filters {query.filters}: {broken}. The server "
-            "did not apply the filters; nothing was cached."
-        )
-    summary["fewer_rows_than_limit"] = summary["rows"] < query.row_limit
-    if summary["fewer_rows_than_limit"]:
-        log.warning(
-            "%s returned %d rows, fewer than the row limit %d: that is all VizieR has for "
-            "these filters, or the answer was cut short. Recorded in the provenance.",
-            source,
-            summary["rows"],
-            query.row_limit,
-        )
-    return summary
 
 
 def _provenance(
@@ -321,41 +368,3 @@ def _write_cache(frame: pd.DataFrame, record: dict[str, Any], cache: Path) -> No
             f"written. Make {cache.parent} a writable folder or choose another one with "
             "`stellarnet fetch --cache-dir DIR`."
         ) from err
-
-
-def _reason(err: Exception) -> str:
-    """The operating system's reason inside a requests error, e.g. 'Connection refused'."""
-    text = str(err)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if match:
-        return match.group(1).strip()
-    match = re.search(r"\[SSL: [^\]]+\] ([^'\")(]+)", text)
-    return match.group(1).strip() if match else text
-
-
-@contextlib.contextmanager
-def _elapsed(description: str, enabled: bool) -> Iterator[None]:
-    """Show ``description`` and the elapsed seconds on standard error while the block runs.
-
-    astroquery reads VizieR's answer in one piece, so there is no byte count to show; the
-    line appears on terminals only and is removed when the block ends.
-    """
-    if not enabled:
-        yield
-        return
-    from tqdm.auto import tqdm
-
-    done = threading.Event()
-    with tqdm(desc=description, bar_format="{desc} {elapsed}", leave=False, disable=None) as bar:
-
-        def tick() -> None:
-            while not done.wait(0.5):
-                bar.refresh()
-
-        ticker = threading.Thread(target=tick, daemon=True)
-        ticker.start()
-        try:
-            yield
-        finally:
-            done.set()
-            ticker.join()
