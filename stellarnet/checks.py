@@ -7,12 +7,21 @@ message that names the setting and the bad value.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from stellarnet.errors import ConfigError
 
 MAX_SEED = 2**32 - 1
 """Largest seed ``keras.utils.set_random_seed`` (numpy) accepts."""
+FLOAT32_TINY = 1.1754943508222875e-38
+"""The smallest normal float32 (``numpy.finfo(numpy.float32).tiny``). TensorFlow trains in
+float32 and flushes subnormals to zero on CPUs, so a smaller learning rate is no step at all."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32 (``numpy.finfo(numpy.float32).max``); a larger rate becomes inf."""
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""An experiment name: one folder name that is safe everywhere (no separator, no ``..``)."""
+MAX_NAME_LENGTH = 100
 
 
 def is_int(value: object) -> bool:
@@ -53,7 +62,37 @@ def check_learning_rate(learning_rate: Any) -> float:
         raise ConfigError(f"learning rate must be a number, got {learning_rate!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"learning rate must be finite and > 0, got {learning_rate!r}")
+    if value < FLOAT32_TINY:
+        raise ConfigError(
+            f"learning rate {learning_rate!r} vanishes in float32, which TensorFlow trains in "
+            f"(the smallest normal float32 is {FLOAT32_TINY:.4g}): give a rate from "
+            f"{FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g}"
+        )
+    if value > FLOAT32_MAX:
+        raise ConfigError(
+            f"learning rate {learning_rate!r} overflows in float32, which TensorFlow trains in "
+            f"(the largest float32 is {FLOAT32_MAX:.4g}): give a rate from {FLOAT32_TINY:.4g} "
+            f"to {FLOAT32_MAX:.4g}"
+        )
     return value
+
+
+def check_name(value: object, name: str = "name") -> str:
+    """Return ``value`` if it is a safe experiment name (it becomes a folder under
+    ``results/``): letters, digits, ``.``, ``_`` and ``-``, starting with a letter or a digit,
+    no ``..``, at most 100 characters. Else raise ConfigError naming ``name``."""
+    if (
+        isinstance(value, str)
+        and SAFE_NAME.fullmatch(value)
+        and ".." not in value
+        and len(value) <= MAX_NAME_LENGTH
+    ):
+        return value
+    raise ConfigError(
+        f"{name} must be a plain folder name (letters, digits, '.', '_' and '-', starting with "
+        f"a letter or a digit, no '..', at most {MAX_NAME_LENGTH} characters), got {value!r}; "
+        'e.g. name = "hr_relation"'
+    )
 
 
 def check_choice(value: object, name: str, known: tuple[str, ...]) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from stellarnet.checks import (
+    FLOAT32_MAX,
+    FLOAT32_TINY,
     MAX_SEED,
     check_int,
     check_learning_rate,
@@ -44,9 +47,28 @@ def _checked(text: str, parse: Callable, kind: str, check: Callable, wanted: str
         raise argparse.ArgumentTypeError(f"{text!r} must be {wanted}") from None
 
 
+def _positive_number(value: float) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{value!r} is not finite and > 0")
+    return value
+
+
 def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (learning rates, timeouts, tolerances)."""
-    return _checked(text, float, "a number", check_learning_rate, "finite and > 0")
+    """argparse type: a finite number > 0 (timeouts, tolerances)."""
+    return _checked(text, float, "a number", _positive_number, "finite and > 0")
+
+
+def learning_rate(text: str) -> float:
+    """argparse type: a learning rate, finite and > 0 and within float32's range (TensorFlow
+    trains in float32: ``1e-320`` would be 0, ``1e300`` infinite)."""
+    return _checked(
+        text,
+        float,
+        "a number",
+        check_learning_rate,
+        f"finite and > 0, from {FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g} (float32, which "
+        "TensorFlow trains in)",
+    )
 
 
 def positive_int(text: str) -> int:
@@ -119,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiment = sub.add_parser("experiment", help="train one run and record its history")
     add_run_options(experiment)
-    experiment.add_argument("--lr", type=positive_float, help="learning rate (overrides config)")
+    experiment.add_argument("--lr", type=learning_rate, help="learning rate (overrides config)")
     experiment.add_argument(
         "--init-from",
         metavar="FILE.csv",
@@ -133,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(sweep)
     sweep.add_argument(
         "--lr",
-        type=positive_float,
+        type=learning_rate,
         nargs="+",
         required=True,
         metavar="LR",
@@ -157,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="network vs scikit-learn baselines (and a committee) on the test rows"
     )
     add_run_options(compare)
-    compare.add_argument("--lr", type=positive_float, help="learning rate (overrides config)")
+    compare.add_argument("--lr", type=learning_rate, help="learning rate (overrides config)")
     compare.add_argument(
         "--committee",
         type=non_negative_int,
@@ -267,7 +289,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """``stellarnet sweep NAME --lr 0.1 0.3 ...``: one run per learning rate, one table."""
+    """``stellarnet sweep NAME --lr 0.1 0.3 ...``: one run per learning rate, one table.
+    Every rate is saved; if one diverged, the command says which and exits with status 1."""
+    from stellarnet.errors import TrainingDiverged
     from stellarnet.runs.sweep import run_sweep, summarize_sweep
 
     config = run_config(args, init=args.init)
@@ -286,6 +310,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{config.training.epochs} epochs) in {record['wall_time_s']:.1f} s"
     )
     for row in summarize_sweep(result.history):
+        if row["diverged"] is not None:
+            epoch, loss = row["diverged"]
+            print(
+                f"  lr={row['lr']:g}: loss {row['loss_first']:.6g}, diverged at epoch {epoch} "
+                f"(loss {loss:g})"
+            )
+            continue
         trend = "falls every epoch" if row["monotonic"] else "not monotonic"
         print(
             f"  lr={row['lr']:g}: loss {row['loss_first']:.6g} -> {row['loss_last']:.6g} ({trend})"
@@ -294,6 +325,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"  wrote {result.folder}/ (history.parquet and history.csv with an lr column, run.json, "
         "loss.png, loss.pdf, lr=<rate>/ per rate)"
     )
+    diverged = record.get("diverged_rates") or {}
+    if diverged:
+        where = ", ".join(
+            f"lr={label} at epoch {at['epoch']} (loss {at['loss']})"
+            for label, at in diverged.items()
+        )
+        raise TrainingDiverged(
+            f"{len(diverged)} of {len(record['learning_rates'])} learning rates diverged: {where}; "
+            f'every rate\'s history is saved in {result.folder}/ (run.json: "status": '
+            '"diverged"); lower the rates that diverged (--lr)'
+        )
     return 0
 
 
@@ -312,21 +354,32 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """``stellarnet figures TARGET``: redraw every figure, table and report of each run and
-    sweep under TARGET from its saved tables."""
+    sweep under TARGET from its saved tables. A folder with a problem is skipped whole (its
+    files unchanged) and the others drawn; the exit status is 1 if any was skipped."""
+    from stellarnet.errors import StellarnetError
     from stellarnet.results.saved import find_results
     from stellarnet.viz.figures import regenerate
 
+    skipped = []
     for folder in find_results(args.target, args.results):
-        written = regenerate(
-            folder,
-            epoch=args.epoch,
-            digits=args.digits,
-            log_scale=args.log,
-            stride=args.stride,
-            grid=args.grid,
-            catalog=args.catalog,
-        )
+        try:
+            written = regenerate(
+                folder,
+                epoch=args.epoch,
+                digits=args.digits,
+                log_scale=args.log,
+                stride=args.stride,
+                grid=args.grid,
+                catalog=args.catalog,
+            )
+        except StellarnetError as err:
+            print(f"error: skipped {folder}/ (nothing in it changed): {err}", file=sys.stderr)
+            skipped.append(f"{folder}/")
+            continue
         print(f"{folder}/: " + ", ".join(path.name for path in written))
+    if skipped:
+        print(f"error: {len(skipped)} folder(s) skipped: {', '.join(skipped)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -364,14 +417,14 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_check_gradients(args: argparse.Namespace) -> int:
     """``stellarnet check-gradients NAME``: exit status 1 if a difference exceeds a tolerance."""
-    from stellarnet.params import read_initial_layers
     from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.experiment import read_init_from
     from stellarnet.runs.gradcheck import DEFAULT_TOLERANCE, check_gradients
 
     config = load_experiment(args.name).with_overrides(seed=args.seed, catalog_path=args.catalog)
     layers = None
     if args.init_from is not None:
-        layers = read_initial_layers(args.init_from, config.model.layer_sizes)
+        layers = read_init_from(args.init_from, config.model.layer_sizes)
     check = check_gradients(
         config,
         epochs=args.epochs,
@@ -404,8 +457,9 @@ def report_run(folder, record: dict) -> None:
 
     print(
         f"{record['experiment']} (lr={record['config']['training']['learning_rate']:g}, "
-        f"{record['config']['training']['epochs']} epochs): loss {record['loss_first']:.6g} -> "
-        f"{record['loss_last']:.6g} in {record['wall_time_s']:.1f} s"
+        f"{record['config']['training']['epochs']} epochs): loss "
+        f"{float(record['loss_first']):.6g} -> {float(record['loss_last']):.6g} in "
+        f"{record['wall_time_s']:.1f} s"
     )
     if record.get("catalog_provenance", {}).get("synthetic"):
         print(f"  data: SYNTHETIC ({record['catalog_path']}), not a measurement")
@@ -432,8 +486,31 @@ def setup_logging(quiet: bool) -> None:
     root.propagate = False
 
 
+ERROR_PREFIX = "stellarnet: error: "
+TRACEBACK_VARIABLE = "STELLARNET_TRACEBACK"
+"""Set it (``STELLARNET_TRACEBACK=1``) to see the traceback of an unexpected error."""
+
+
+def one_line(message: object) -> str:
+    """``message`` on one line (its lines joined with ``; ``)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def describe_os_error(err: OSError) -> str:
+    """``"cannot write results/x: No space left on device"`` from an OSError."""
+    what = err.strerror or str(err) or type(err).__name__
+    paths = [p for p in (err.filename, err.filename2) if p is not None]
+    return f"{what}: {' -> '.join(map(str, paths))}" if paths else what
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stellarnet`` command; returns the exit status."""
+    """Entry point of the ``stellarnet`` command; returns the exit status.
+
+    Every error reaches the user as one line, ``stellarnet: error: ...``, with exit status 1
+    (argument errors: argparse's line, status 2; Ctrl-C: 130); never a traceback, unless
+    ``STELLARNET_TRACEBACK`` is set.
+    """
     args = build_parser().parse_args(argv)
     setup_logging(args.quiet)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ start-up chatter
@@ -445,11 +522,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except StellarnetError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(ERROR_PREFIX + one_line(err), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as err:  # the file system said no where no check foresaw it
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(ERROR_PREFIX + one_line(describe_os_error(err)), file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(
+            ERROR_PREFIX + "out of memory; train fewer epochs or rates, or raise --record-every",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as err:  # a bug: say so in one line, the traceback on request
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        print(
+            ERROR_PREFIX
+            + one_line(f"unexpected {type(err).__name__}: {err}")
+            + f" (a bug in stellarnet; run again with {TRACEBACK_VARIABLE}=1 for the traceback "
+            "and report it)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -24,10 +24,12 @@ class FetchError(CatalogError):
 class TrainingDiverged(StellarnetError, FloatingPointError):
     """The loss or a parameter became NaN or infinite during training.
 
-    ``history`` holds the rows recorded up to and including the diverging epoch.
+    ``history`` holds the rows recorded up to and including the diverging epoch; ``folder``
+    is where a run saved them (``run.json`` with ``"status": "diverged"``), if it did.
     """
 
     history = None
+    folder = None
 
     def with_history(self, history):
         """Attach the partial history table and return self."""
@@ -37,3 +39,9 @@ class TrainingDiverged(StellarnetError, FloatingPointError):
 
 class ResultsExist(StellarnetError, FileExistsError):
     """A results folder already holds a run and ``force`` was not given."""
+
+
+class ResultsFolderError(StellarnetError):
+    """A results folder cannot be used: it would lie outside ``--results``, it cannot be
+    written, or it holds files that are not a stellarnet result (which ``--force`` never
+    replaces)."""

@@ -1,7 +1,10 @@
 """Small file helpers: atomic writes and checksums.
 
 Every cache and result stellarnet writes goes through :func:`atomic_write`, so a crash or a
-full disk leaves either the old file or the new one, never half of one.
+full disk leaves either the old file or the new one, never half of one. Results folders are
+written into a hidden staging folder and swapped in whole (:func:`staged_folder`); a staging
+folder's name says which process made it (:func:`staging_owner`), so that one left behind by
+a killed process can be told from one still being written.
 """
 
 from __future__ import annotations
@@ -9,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +69,31 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     return Path(path)
 
 
+def json_number(value: float) -> float | str:
+    """``value`` if finite, else ``"nan"``, ``"inf"`` or ``"-inf"``: JSON has no NaN or
+    infinity (``float()`` reads either form back)."""
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (also inside dicts, lists and tuples) replaced
+    by :func:`json_number`'s string."""
+    if isinstance(value, float):
+        return json_number(value)
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def json_text(record: dict[str, Any]) -> str:
-    """``record`` as the indented JSON text that :func:`write_json` writes."""
-    return json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
+    """``record`` as the indented JSON text that :func:`write_json` writes: strict JSON, with
+    NaN and infinities written as the strings of :func:`json_number`."""
+    return json.dumps(json_ready(record), indent=2, sort_keys=False, default=str) + "\n"
 
 
 def write_json(path: str | Path, record: dict[str, Any]) -> Path:
@@ -84,7 +113,7 @@ def staged_folder(final: str | Path, ready: Callable[[], None] = lambda: None) -
 
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(final.name, "new"), dir=final.parent))
     os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes it 0700: give it mkdir()'s mode
     try:
         yield staging
@@ -106,9 +135,74 @@ def replace_folder(new: str | Path, final: str | Path) -> Path:
     new, final = Path(new), Path(final)
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = Path(tempfile.mkdtemp(prefix=staging_prefix(final.name, "old"), dir=final.parent))
         os.replace(final, old / final.name)
     os.replace(new, final)
     if old is not None:
         shutil.rmtree(old)
     return final
+
+
+# --- staging folders' names ----------------------------------------------------------------
+
+STAGING_NAME = re.compile(
+    r"\.(?P<final>.+)\.(?P<kind>new|old)-(?:(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-)?"
+    r"[a-z0-9_]{8}(?P<probe>\.probe)?"
+)
+"""``.<final>.new-<pid>-<host>-<random>`` (staging), ``.<final>.old-...`` (an old result set
+aside while the new one moves in), ``...probe`` (a write probe); ``<random>`` is the 8
+characters ``tempfile`` adds. ``<pid>-<host>-`` is missing from the names of the staging
+folders of older stellarnet versions."""
+
+
+@dataclass(frozen=True)
+class StagingOwner:
+    """What a staging folder's name says: the folder it stands in for, its kind (``new``,
+    ``old``), and the process id and host tag of the process that made it (None if the name
+    is of the older form without them)."""
+
+    final: str
+    kind: str
+    pid: int | None
+    host: str | None
+
+    @property
+    def local(self) -> bool:
+        """Whether it was made on this machine (so its process can be looked up here)."""
+        return self.host == host_tag()
+
+
+def host_tag() -> str:
+    """Eight hex digits naming this machine (a results folder may be shared over a network)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def staging_prefix(final_name: str, kind: str) -> str:
+    """The start of a staging name: ``.<final_name>.<kind>-<pid>-<host>-``."""
+    return f".{final_name}.{kind}-{os.getpid()}-{host_tag()}-"
+
+
+def staging_owner(name: str) -> StagingOwner | None:
+    """Parse a staging folder's (or probe file's) name; None if it is not one."""
+    match = STAGING_NAME.fullmatch(name)
+    if match is None:
+        return None
+    pid = match.group("pid")
+    return StagingOwner(
+        match.group("final"), match.group("kind"), int(pid) if pid else None, match.group("host")
+    )
+
+
+def process_running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (a zombie counts as running)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except OSError:
+        return True  # cannot tell: assume it runs
+    return True

@@ -165,7 +165,7 @@ def test_cli_missing_column_exits_1_with_an_error_line(
     assert status == 1
     err = capsys.readouterr().err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("error: ")
+    assert last.startswith("stellarnet: error: ")
     assert str(catalog_without_teff) in last and "'Teff'" in last
     assert "Traceback" not in err
     assert not results_dir.exists()
@@ -307,10 +307,13 @@ def test_diverging_training_raises_with_partial_history(
     assert "--lr" in str(err.value)
 
 
-def test_diverging_run_writes_nothing(hr_config, results_dir):
+def test_diverging_run_saves_its_rows_as_diverged_and_raises(hr_config, results_dir):
+    """Issue 20: the partial history is kept (tests/test_faults_runs.py has the details)."""
     config = dataclasses.replace(
         hr_config, training=TrainingSpec(optimizer="sgd", learning_rate=1e6, epochs=20)
     )
-    with pytest.raises(TrainingDiverged):
+    with pytest.raises(TrainingDiverged) as err:
         run_experiment(config, results_dir)
-    assert not results_dir.exists() or not any(results_dir.rglob("*"))
+    assert err.value.folder == results_dir / "hr_relation" / "lr=1e+06"
+    written = {p.relative_to(results_dir).parts[:2] for p in results_dir.rglob("*") if p.is_file()}
+    assert written == {("hr_relation", "lr=1e+06")}

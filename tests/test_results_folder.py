@@ -185,7 +185,7 @@ def test_cli_experiment_end_to_end(snapshot_copy, results_dir, capsys, restore_c
     before = state(folder)
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("error: ") and "--force" in err
+    assert err.strip().splitlines()[-1].startswith("stellarnet: error: ") and "--force" in err
     assert state(folder) == before
 
     (folder / "notes.txt").write_text("from the old run")

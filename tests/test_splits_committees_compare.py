@@ -343,7 +343,7 @@ def test_configs_that_do_not_fit_the_data(catalog, tmp_path, capsys, changes, ex
     config = write_config(tmp_path, catalog, "misfit", **changes)
     assert main(["-q", "experiment", config, "--results", str(tmp_path / "r")]) == 1
     message = capsys.readouterr().err
-    assert message.startswith("error: ") and "misfit.toml" in message
+    assert message.startswith("stellarnet: error: ") and "misfit.toml" in message
     assert re.search(expected, message), message
 
 

@@ -15,6 +15,24 @@ from stellarnet.schema import parse_column
 
 HISTORY_PARQUET = "history.parquet"
 HISTORY_CSV = "history.csv"
+HISTORY_BUDGET_BYTES = 2 * 1024**3
+"""The largest history table (rows x columns x 8 bytes) a run builds: 2 GiB. The table is
+held in memory while training (and copied while it is saved), so a run beyond it is refused
+before training; ``record_every`` keeps fewer rows."""
+
+
+def history_bytes(rows: int, columns: int) -> int:
+    """Size of a history table of float64 values in memory: rows x columns x 8 bytes."""
+    return rows * columns * 8
+
+
+def format_bytes(size: float) -> str:
+    """``"2.0 GiB"``, ``"27.4 MiB"``, ``"216 B"``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def to_long(frame: pd.DataFrame) -> pd.DataFrame:

@@ -44,16 +44,21 @@ import pandas as pd
 
 from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError
-from stellarnet.files import staged_folder
-from stellarnet.results.folders import check_not_exists, check_replace
+from stellarnet.results.folders import prepare_folder, result_folder, staged_result
 from stellarnet.results.history import save_history
 from stellarnet.runs.baselines import baseline_details, fit_baselines
 from stellarnet.runs.committee import MIN_MEMBERS, Committee, train_committee
-from stellarnet.runs.compare_report import metrics_table, predictions_frame, write_comparison
+from stellarnet.runs.compare_report import (
+    COMPARE_JSON,
+    metrics_table,
+    predictions_frame,
+    write_comparison,
+)
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import (
     RunResult,
     config_origin,
+    history_size,
     load_data,
     run_record,
     train_config,
@@ -95,8 +100,8 @@ class ModelPredictions:
 
 
 def compare_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
-    """``results/<experiment>/compare``."""
-    return Path(results_dir) / config.name / COMPARE_FOLDER
+    """``results/<experiment>/compare``, proven to lie inside ``results_dir``."""
+    return result_folder(results_dir, config.name, COMPARE_FOLDER)
 
 
 def network_detail(config: ExperimentConfig) -> str:
@@ -150,13 +155,18 @@ def run_compare(
     ------
     ConfigError
         If the config has no test split or ``committee`` is 1 or negative.
-    ResultsExist
-        If the folder holds results and ``force`` is False (checked before training).
+    ResultsExist, ResultsFolderError
+        If the folder holds results and ``force`` is False, holds something that is not a
+        stellarnet comparison (no compare.json), lies outside ``results_dir`` or cannot be
+        written (all checked before training).
     """
     if committee and committee < MIN_MEMBERS:
         raise ConfigError(f"a committee needs at least {MIN_MEMBERS} members, got {committee}")
     folder = compare_folder(config, results_dir)
-    check_not_exists(folder, force)
+    history_size(config)
+    if committee:
+        history_size(config, members=committee, extra_columns=1)
+    prepare_folder(folder, results_dir, force, marker=COMPARE_JSON)
     started = time.perf_counter()
     catalog, dataset = load_data(config)
     if not len(dataset.y_test):
@@ -172,7 +182,7 @@ def run_compare(
     record = network_record | {
         "compare": comparison_record(network_record, dataset, table, predicted)
     }
-    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
+    with staged_result(folder, results_dir, force, marker=COMPARE_JSON) as staging:
         write_run_files(staging / "network", predicted.history, network_record)
         if predicted.committee is not None:
             save_history(predicted.committee.history, staging / "committee")

@@ -45,6 +45,7 @@ from typing import Any
 from stellarnet.checks import (
     check_choice,
     check_learning_rate,
+    check_name,
     check_positive_int,
     check_seed,
     is_int,
@@ -133,6 +134,7 @@ class ExperimentConfig:
     shuffle: bool = True
 
     def __post_init__(self) -> None:
+        check_name(self.name, "experiment name")
         check_seed(self.seed)
         if self.query is None and self.catalog_path is None:
             raise ConfigError("an experiment needs a catalog query or a catalog path")
@@ -252,6 +254,8 @@ def parse_experiment(
 ) -> ExperimentConfig:
     """Build an :class:`ExperimentConfig` from a parsed TOML table."""
     _check_keys(raw, _TOP_KEYS, "top level")
+    name = _parse_name(raw, default_name)
+    _check_type(raw, "description", str, "description", 'description = "..."')
     seed = check_seed(raw.get("seed", DEFAULT_SEED))
     query, catalog_path = _parse_catalog(raw.get("catalog", {}), source)
     features, target, split = _parse_dataset(_table(raw, "dataset"))
@@ -259,8 +263,9 @@ def parse_experiment(
     model = _parse_model(_table(raw, "model"), len(features))
     training_raw = _table(raw, "training")
     _check_keys(training_raw, _TRAINING_KEYS, "[training]")
+    _check_type(training_raw, "record", list, "[training] record", 'record = ["kernels"]')
     return ExperimentConfig(
-        name=raw.get("name", default_name),
+        name=name,
         query=query,
         features=features,
         target=target,
@@ -274,6 +279,23 @@ def parse_experiment(
         rows=rows,
         shuffle=shuffle,
     )
+
+
+def _parse_name(raw: dict[str, Any], default_name: str) -> str:
+    """The top-level ``name`` (default: the file's name): it names the results folder
+    ``results/<name>/``, so it must be one plain folder name (:func:`check_name`)."""
+    if "name" in raw:
+        return check_name(raw["name"], "name")
+    try:
+        return check_name(default_name, "name")
+    except ConfigError as err:  # no name key: the file's name is used, and it is not plain
+        raise ConfigError(f"{err}; add a name = ... line (the file's name is not one)") from None
+
+
+def _check_type(table: dict[str, Any], key: str, kind: type, where: str, example: str) -> None:
+    """Raise ConfigError unless ``table[key]`` (if present) is a ``kind`` (list, str)."""
+    if key in table and not isinstance(table[key], kind):
+        raise ConfigError(f"{where} must be a {kind.__name__}, e.g. {example}, got {table[key]!r}")
 
 
 def _table(raw: dict[str, Any], key: str) -> dict[str, Any]:
@@ -318,6 +340,7 @@ def _parse_model(table: dict[str, Any], features: int) -> ModelSpec:
     """``[model]``: its ``inputs`` default to (and must equal) the number of features."""
     if "seed" in table:
         raise ConfigError("[model] seed: the seed is set once, at the top level (seed = ...)")
+    _check_type(table, "hidden", list, "[model] hidden", "hidden = [6] (a width per layer)")
     inputs = table.get("inputs", features)
     if inputs != features:
         raise ConfigError(f"[model] inputs = {inputs} but [dataset] has {features} feature(s)")

@@ -10,8 +10,11 @@
 ``loss.png``
     Loss vs epoch, drawn from the saved table.
 
-A folder that already holds a run is never overwritten unless ``force=True``; the new run is
-written to a temporary folder beside it and swapped in only when complete.
+A folder that already holds a run is never overwritten unless ``force=True`` (and then only
+if it is a stellarnet result); the new run is written to a temporary folder beside it and
+swapped in only when complete (:mod:`stellarnet.results.folders`). A run that diverges saves
+its history up to the diverging epoch, with ``"status": "diverged"`` and ``"diverged_at"`` in
+``run.json``, and then raises :class:`~stellarnet.errors.TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -30,18 +33,25 @@ from stellarnet import tfsettings
 from stellarnet.data.datasets import Dataset, make_dataset
 from stellarnet.data.loading import load_catalog, load_catalog_file
 from stellarnet.data.registry import Catalog
-from stellarnet.errors import CatalogError, ConfigError
-from stellarnet.files import sha256_file, staged_folder, write_json
+from stellarnet.errors import CatalogError, ConfigError, TrainingDiverged
+from stellarnet.files import json_number, sha256_file, write_json
 from stellarnet.results.folders import (
-    check_not_exists,
-    check_replace,
     display_path,
     library_versions,
+    prepare_folder,
     rate_label,
+    result_folder,
+    staged_result,
 )
-from stellarnet.results.history import save_history
+from stellarnet.results.history import (
+    HISTORY_BUDGET_BYTES,
+    format_bytes,
+    history_bytes,
+    save_history,
+)
 from stellarnet.results.saved import RUN_JSON
 from stellarnet.runs.config import ExperimentConfig
+from stellarnet.schema import HistorySchema, first_divergence
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +71,9 @@ class RunResult:
 
 
 def run_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
-    """``results/<experiment>/lr=<lr>`` for ``config``."""
-    return Path(results_dir) / config.name / f"lr={rate_label(config.training.learning_rate)}"
+    """``results/<experiment>/lr=<lr>`` for ``config``, proven to lie inside ``results_dir``."""
+    label = f"lr={rate_label(config.training.learning_rate)}"
+    return result_folder(results_dir, config.name, label)
 
 
 def load_data(config: ExperimentConfig) -> tuple[Catalog, Dataset]:
@@ -120,6 +131,53 @@ def check_batch_size(config: ExperimentConfig, dataset: Dataset) -> None:
         )
 
 
+def history_size(config: ExperimentConfig, members: int = 1, extra_columns: int = 0) -> str:
+    """Say how large the history table of ``config`` will be (``members`` runs in one long
+    table with ``extra_columns`` more, e.g. ``lr``) and return the log line; raise
+    ConfigError, naming the fix, beyond :data:`~stellarnet.results.history.HISTORY_BUDGET_BYTES`.
+
+    Called before training: a table too large for memory would fail only after hours.
+    """
+    spec = config.training
+    schema = HistorySchema(
+        config.model.layer_sizes, spec.record, validation=config.split.validation > 0
+    )
+    columns = len(schema.columns) + extra_columns
+    rows = (spec.epochs // spec.record_every + 1) * members
+    total = history_bytes(rows, columns)
+    size = f"{rows:,} rows x {columns} columns x 8 bytes = {format_bytes(total)}"
+    if total <= HISTORY_BUDGET_BYTES:
+        line = f"history table: {size}" + (f" ({members} runs)" if members > 1 else "")
+        log.info("%s", line)
+        return line
+    most_rows = HISTORY_BUDGET_BYTES // history_bytes(members, columns)  # per run, row 0 too
+    every = spec.epochs // most_rows + 1  # the smallest N with epochs // N + 1 <= most_rows
+    fix = (
+        f"keep every N-th epoch with --record-every {every} (or [training] record_every = "
+        f"{every}) or more, or train fewer epochs"
+        if most_rows >= 2
+        else "record fewer groups (record = [...]) or train fewer runs at once"
+    )
+    runs = f" of {members} runs" if members > 1 else ""
+    raise ConfigError(
+        f"{config_origin(config)}: the history table{runs} would hold {size} "
+        f"({spec.epochs:,} epochs, record_every = {spec.record_every}), over the memory budget "
+        f"of {format_bytes(HISTORY_BUDGET_BYTES)} (stellarnet.results.history."
+        f"HISTORY_BUDGET_BYTES); {fix}"
+    )
+
+
+def run_status(history: pd.DataFrame) -> dict[str, Any]:
+    """``{"status": "complete"}``, or for a history that ends in NaN or infinity
+    ``{"status": "diverged", "diverged_at": {"epoch": E, "loss": L}}`` (its first such row;
+    ``L`` a number, or ``"nan"``, ``"inf"``, ``"-inf"``: JSON has no NaN)."""
+    found = first_divergence(history)
+    if found is None:
+        return {"status": "complete"}
+    epoch, loss = found
+    return {"status": "diverged", "diverged_at": {"epoch": epoch, "loss": json_number(loss)}}
+
+
 def run_record(
     config: ExperimentConfig,
     catalog: Catalog,
@@ -127,9 +185,11 @@ def run_record(
     history: pd.DataFrame,
     wall_time: float,
 ) -> dict[str, Any]:
-    """The ``run.json`` record of a finished run: everything needed to trace its table."""
+    """The ``run.json`` record of a run: everything needed to trace its table, and whether
+    it completed (:func:`run_status`; for a single run's history)."""
     return {
         "experiment": config.name,
+        **run_status(history),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         "config": config.to_dict(),
@@ -140,8 +200,8 @@ def run_record(
         "catalog_provenance": catalog.provenance,
         "dataset": dataset.summary(),
         "history_convention": HISTORY_CONVENTION,
-        "loss_first": float(history["loss"].iloc[0]),
-        "loss_last": float(history["loss"].iloc[-1]),
+        "loss_first": json_number(history["loss"].iloc[0]),
+        "loss_last": json_number(history["loss"].iloc[-1]),
         "wall_time_s": round(wall_time, 3),
         "versions": library_versions(),
         "tensorflow_settings": tfsettings.current(),
@@ -210,9 +270,9 @@ def run_experiment(
     config : ExperimentConfig
         The resolved experiment (overrides already applied).
     results_dir : path
-        Parent of ``<experiment>/lr=<lr>/``.
+        Parent of ``<experiment>/lr=<lr>/``; nothing is written or deleted outside it.
     force : bool
-        Replace an existing results folder.
+        Replace an existing results folder (only a stellarnet result: one with run.json).
     progress : bool
         Show a progress bar on long runs.
     init_from : path, optional
@@ -224,34 +284,82 @@ def run_experiment(
 
     Raises
     ------
-    ResultsExist
-        If the folder holds a run and ``force`` is False (checked before training).
+    ResultsExist, ResultsFolderError
+        If the folder holds a run and ``force`` is False, holds something that is not a
+        stellarnet result, lies outside ``results_dir`` or cannot be written (all checked
+        before training).
     ConfigError
-        If ``init_from`` does not hold exactly the model's parameters.
+        If ``init_from`` does not hold exactly the model's parameters, or the history table
+        would exceed the memory budget (:func:`history_size`).
+    TrainingDiverged
+        If the loss became NaN or infinite: raised after the rows up to that epoch are saved
+        with ``"status": "diverged"`` (``err.folder`` says where).
     """
-    from stellarnet.params import read_initial_layers
     from stellarnet.runs.metrics import regression_metrics
     from stellarnet.train.models import build_model, set_model_layers
 
     folder = run_folder(config, results_dir)
-    check_not_exists(folder, force)
+    history_size(config)
+    layers = None if init_from is None else read_init_from(init_from, config.model.layer_sizes)
+    prepare_folder(folder, results_dir, force)
     started = time.perf_counter()
     model, init_record = None, {}
-    if init_from is not None:
-        layers = read_initial_layers(init_from, config.model.layer_sizes)
+    if layers is not None:
         model = set_model_layers(build_model(config.model, config.seed), layers)
         init_record = {
             "init_from": {"path": display_path(init_from), "sha256": sha256_file(init_from)}
         }
     catalog, dataset = load_data(config)
     model = build_model(config.model, config.seed) if model is None else model
-    history = train_config(config, dataset, progress, model=model, jit_compile=jit_compile)
+    diverged = None
+    try:
+        history = train_config(config, dataset, progress, model=model, jit_compile=jit_compile)
+    except TrainingDiverged as err:
+        if err.history is None:
+            raise
+        history, diverged = err.history, err
     record = run_record(config, catalog, dataset, history, time.perf_counter() - started)
     record |= init_record | {"jit_compile": jit_compile}
-    if len(dataset.y_test):
+    if len(dataset.y_test) and diverged is None:
         predicted = model(dataset.x_test, training=False).numpy()
         record["test_metrics"] = regression_metrics(dataset.y_test, predicted)
-    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
+    with staged_result(folder, results_dir, force) as staging:
         write_run_files(staging, history, record)
     log.debug("wrote %s", folder)  # the CLI prints it with the file list
+    if diverged is not None:
+        at = record["diverged_at"]
+        error = TrainingDiverged(
+            f"{diverged} Saved the {len(history)} rows up to epoch {at['epoch']} in {folder}/ "
+            '(run.json: "status": "diverged")'
+        ).with_history(history)
+        error.folder = folder
+        raise error from None
     return RunResult(folder, history, record)
+
+
+def read_init_from(path: str | Path, layer_sizes: tuple[int, ...]) -> Any:
+    """The initial layers of ``--init-from path`` (:func:`stellarnet.params.read_initial_layers`),
+    with the file checked first: a folder, a missing or unreadable file is a ConfigError that
+    names it and the fix."""
+    from stellarnet.params import read_initial_layers
+    from stellarnet.results.history import HISTORY_CSV
+
+    path = Path(path)
+    if path.is_dir():
+        hint = path / HISTORY_CSV
+        example = f" such as {hint}" if hint.is_file() else ""
+        raise ConfigError(
+            f"--init-from {path} is a folder; give a history table file{example} (its epoch = 0 "
+            "row starts the run) or a one-row CSV of w^l_i, b^l_i columns"
+        )
+    if not path.exists():
+        raise ConfigError(
+            f"--init-from {path} does not exist; give a history table file such as "
+            "results/<experiment>/lr=<rate>/history.csv"
+        )
+    try:
+        return read_initial_layers(path, layer_sizes)
+    except OSError as err:
+        raise ConfigError(
+            f"--init-from {path} cannot be read ({err.strerror or err}); give a readable CSV"
+        ) from None

@@ -17,6 +17,11 @@ By default the K runs are trained together as K stacked copies in one compiled g
 (:mod:`stellarnet.train.stacked`); ``vectorize=False`` trains them one after another. Both give
 the same numbers.
 
+A rate that diverges does not stop the others: its rows end at its first epoch whose output
+or loss is NaN or infinite (stacked members train on; their numbers are unchanged), its
+``lr=<rate>/run.json`` says ``"status": "diverged"`` with ``"diverged_at"``, and the sweep's
+``run.json`` lists it under ``"diverged_rates"`` (``"status": "diverged"`` if any rate did).
+
 Results: ``results/<experiment>/sweep/`` holds ``history.parquet``/``.csv`` (the single-run
 columns with ``lr`` first), ``run.json`` (with ``learning_rates`` and ``init``), ``loss.png``
 (every rate on one axis) and one folder per rate, ``lr=<lr>/``, laid out as a single run.
@@ -36,18 +41,20 @@ import pandas as pd
 
 from stellarnet.checks import check_choice, check_learning_rate
 from stellarnet.data.datasets import Dataset
-from stellarnet.errors import ConfigError
-from stellarnet.files import staged_folder
+from stellarnet.errors import ConfigError, TrainingDiverged
+from stellarnet.files import json_number
 from stellarnet.params import Layers
-from stellarnet.results.folders import check_not_exists, check_replace, rate_label
+from stellarnet.results.folders import prepare_folder, rate_label, result_folder, staged_result
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import (
     RunResult,
+    history_size,
     load_data,
     run_record,
     train_config,
     write_run_files,
 )
+from stellarnet.schema import first_divergence
 from stellarnet.vocabulary import INIT_PROTOCOLS
 
 log = logging.getLogger(__name__)
@@ -56,8 +63,8 @@ SWEEP_FOLDER = "sweep"
 
 
 def sweep_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
-    """``results/<experiment>/sweep``."""
-    return Path(results_dir) / config.name / SWEEP_FOLDER
+    """``results/<experiment>/sweep``, proven to lie inside ``results_dir``."""
+    return result_folder(results_dir, config.name, SWEEP_FOLDER)
 
 
 def stackable(config: ExperimentConfig) -> bool:
@@ -103,13 +110,14 @@ def train_sweep(
         XLA for the stacked graph, or for each run (opt-in: different rounding).
     progress : bool
         Show a progress bar over epochs (vectorised) or runs and epochs (sequential).
+
+    A diverging rate's rows end at its first non-finite row (:func:`cut_diverged`); the
+    other rates train on as if it were not there.
     """
     from stellarnet.train.models import build_model, set_model_layers
     from stellarnet.train.stacked import train_stacked
 
-    rates = [check_learning_rate(lr) for lr in learning_rates]
-    if len(set(rates)) != len(rates):
-        raise ConfigError(f"learning rates must be distinct, got {list(learning_rates)}")
+    rates = check_rates(learning_rates)
     spec = config.training
     members = initial_members(config, len(rates), spec.init)
     if vectorize and not stackable(config):
@@ -125,17 +133,56 @@ def train_sweep(
             jit_compile=jit_compile,
             progress=progress,
             context=f"optimizer {spec.optimizer}, learning rates {rates}",
+            stop_on_divergence=False,
         )
         long.insert(0, "lr", np.asarray(rates)[long.pop("member").to_numpy()])
-        return long
+        return cut_diverged(long)
     parts = []
     for lr, layers in zip(rates, members, strict=True):
         one = dataclasses.replace(config, training=dataclasses.replace(spec, learning_rate=lr))
         model = set_model_layers(build_model(config.model, config.seed), layers)
-        history = train_config(one, dataset, progress, model=model, jit_compile=jit_compile)
+        try:
+            history = train_config(one, dataset, progress, model=model, jit_compile=jit_compile)
+        except TrainingDiverged as err:
+            if err.history is None:
+                raise
+            log.warning("lr=%s: %s", rate_label(lr), err)
+            history = err.history
         history.insert(0, "lr", lr)
         parts.append(history)
     return pd.concat(parts, ignore_index=True)
+
+
+def check_rates(learning_rates: Sequence[float]) -> list[float]:
+    """The learning rates as floats; ConfigError unless each is valid and they are distinct."""
+    rates = [check_learning_rate(lr) for lr in learning_rates]
+    if not rates:
+        raise ConfigError("a sweep needs at least one learning rate (--lr 0.1 0.3 ...)")
+    if len(set(rates)) != len(rates):
+        raise ConfigError(f"learning rates must be distinct, got {list(learning_rates)}")
+    return rates
+
+
+def cut_diverged(long: pd.DataFrame) -> pd.DataFrame:
+    """The long history without the rows of each rate after its first row whose output or
+    loss is NaN or infinite (:func:`stellarnet.schema.first_divergence`)."""
+    keep = np.ones(len(long), dtype=bool)
+    for lr, part in long.groupby("lr", sort=False):
+        found = first_divergence(part)
+        if found is not None:
+            keep &= ~((long["lr"] == lr) & (long["epoch"] > found[0])).to_numpy()
+    return long if keep.all() else long[keep].reset_index(drop=True)
+
+
+def diverged_rates(long: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``{"<rate label>": {"epoch": E, "loss": L}}`` for every rate whose history holds a NaN
+    or infinite row (the first one; ``L`` as in :func:`stellarnet.files.json_number`)."""
+    found = {}
+    for lr, part in long.groupby("lr", sort=False):
+        first = first_divergence(part)
+        if first is not None:
+            found[rate_label(lr)] = {"epoch": first[0], "loss": json_number(first[1])}
+    return found
 
 
 def run_sweep(
@@ -150,13 +197,21 @@ def run_sweep(
 ) -> RunResult:
     """Train a learning-rate sweep and write ``results/<experiment>/sweep/``.
 
+    Every rate is saved, also one that diverged (:func:`train_sweep`); the record's
+    ``"status"`` is ``"diverged"`` if any did, and ``"diverged_rates"`` says where.
+
     Raises
     ------
-    ResultsExist
-        If the sweep folder holds results and ``force`` is False (checked before training).
+    ResultsExist, ResultsFolderError
+        If the sweep folder holds results and ``force`` is False, holds something that is not
+        a stellarnet result, lies outside ``results_dir`` or cannot be written (all checked
+        before training).
+    ConfigError
+        If the long history table would exceed the memory budget.
     """
     folder = sweep_folder(config, results_dir)
-    check_not_exists(folder, force)
+    history_size(config, members=len(check_rates(learning_rates)), extra_columns=1)
+    prepare_folder(folder, results_dir, force)
     started = time.perf_counter()
     catalog, dataset = load_data(config)
     long = train_sweep(
@@ -169,16 +224,21 @@ def run_sweep(
     )
     wall_time = time.perf_counter() - started
     rates = list(dict.fromkeys(long["lr"]))
-    record = run_record(config, catalog, dataset, long, wall_time) | {
+    diverged = diverged_rates(long)
+    record = run_record(config, catalog, dataset, long, wall_time)
+    record.pop("diverged_at", None)  # per rate, in diverged_rates
+    record |= {
+        "status": "diverged" if diverged else "complete",
+        "diverged_rates": diverged,
         "learning_rates": rates,
         "init": config.training.init,
         "vectorized": vectorize,
         "jit_compile": jit_compile,
         "loss_last_by_lr": {
-            rate_label(lr): float(long.loc[long["lr"] == lr, "loss"].iloc[-1]) for lr in rates
+            rate_label(lr): json_number(long.loc[long["lr"] == lr, "loss"].iloc[-1]) for lr in rates
         },
     }
-    with staged_folder(folder, ready=lambda: check_replace(folder, force)) as staging:
+    with staged_result(folder, results_dir, force) as staging:
         write_run_files(staging, long, record)
         for lr in rates:
             one = config.with_overrides(learning_rate=lr)
@@ -193,16 +253,20 @@ def run_sweep(
 
 
 def summarize_sweep(long: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per rate: first and last loss, and whether the loss fell at every epoch."""
+    """Per rate: first and last loss, whether the loss fell at every epoch, and where it
+    diverged (``(epoch, loss)`` of its first non-finite row, or None)."""
     summary = []
     for lr, part in long.groupby("lr", sort=False):
         losses = part.loc[part["epoch"] >= 1, "loss"].to_numpy()
+        if not len(losses):  # diverged at epoch 0 (the initial model)
+            losses = part["loss"].to_numpy()
         summary.append(
             {
                 "lr": lr,
                 "loss_first": float(losses[0]),
                 "loss_last": float(losses[-1]),
                 "monotonic": bool((losses[1:] < losses[:-1]).all()),
+                "diverged": first_divergence(part) if "output" in part else None,
             }
         )
     return summary
