@@ -81,3 +81,16 @@ def test_clip_holds_features_within_five_training_sigmas_and_counts_them():
     assert len(out) == len(values)  # the row stays
     with pytest.raises(ConfigError, match="clip features, not targets"):
         invert_transforms(out, params)
+
+
+def test_a_standardised_target_maps_back_to_its_units_and_log10_stays():
+    import numpy as np
+
+    from stellarnet.data.datasets import ColumnSpec, transform_column, unscaled
+
+    z = np.random.default_rng(1).uniform(0.01, 0.3, size=100)
+    scaled, params = transform_column(z, ColumnSpec("zs", ("standardize",)))
+    assert np.allclose(unscaled(scaled, params), z, rtol=0, atol=1e-15)
+    teff = np.array([3500.0, 5772.0, 9000.0])
+    logged, params = transform_column(teff, ColumnSpec("Teff", ("log10", "minmax")))
+    assert np.allclose(unscaled(logged, params), np.log10(teff))  # minmax undone, log10 kept

@@ -208,6 +208,19 @@ def invert_transforms(values: np.ndarray, params: list[dict[str, Any]]) -> np.nd
     return values
 
 
+SCALINGS = ("minmax", "standardize")
+
+
+def unscaled(values: np.ndarray, params: list[dict[str, Any]]) -> np.ndarray:
+    """Undo the scaling transforms (:data:`SCALINGS`) at the end of a column's transforms,
+    keeping the others: the units the column is modelled in (log10 Teff for the HR target,
+    redshift for a standardised ``zs``). Held-out metrics are computed in these units."""
+    end = len(params)
+    while end and params[end - 1]["transform"] in SCALINGS:
+        end -= 1
+    return invert_transforms(values, params[end:])
+
+
 def make_dataset(
     frame: pd.DataFrame,
     features: Sequence[ColumnSpec],
