@@ -438,7 +438,7 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """``stellarnet list``: the experiment configs and where each comes from (a config in
     ``./experiments`` shadows a built-in one of the same name)."""
-    from stellarnet.runs.config import BUILTIN_EXPERIMENT_DIR, experiment_sources, is_builtin
+    from stellarnet.runs.lookup import BUILTIN_EXPERIMENT_DIR, experiment_sources, is_builtin
 
     for name, path in experiment_sources().items():
         if is_builtin(path):

@@ -18,8 +18,9 @@ from stellarnet.data.loading import load_catalog, load_catalog_file
 from stellarnet.data.provenance import provenance_path
 from stellarnet.data.registry import CatalogQuery
 from stellarnet.errors import CatalogError, ConfigError, TrainingDiverged
-from stellarnet.runs.config import TrainingSpec, experiment_path, load_experiment
+from stellarnet.runs.config import TrainingSpec, load_experiment
 from stellarnet.runs.experiment import load_data, run_experiment
+from stellarnet.runs.lookup import experiment_path
 
 BAD_LEARNING_RATES = [0, 0.0, -0.1, math.nan, math.inf, -math.inf, "fast", None]
 

@@ -43,8 +43,9 @@ from stellarnet.results.folders import (
     result_folder,
 )
 from stellarnet.results.history import HISTORY_BUDGET_BYTES, load_history
-from stellarnet.runs.config import TrainingSpec, experiment_path, load_experiment
+from stellarnet.runs.config import TrainingSpec, load_experiment
 from stellarnet.runs.experiment import history_size, run_experiment
+from stellarnet.runs.lookup import experiment_path
 from stellarnet.runs.sweep import run_sweep, train_sweep
 
 pytestmark = pytest.mark.usefixtures("restore_cli_logging")

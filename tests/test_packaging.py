@@ -33,12 +33,8 @@ from stellarnet.data.registry import (
     where_catalog_is,
 )
 from stellarnet.files import sha256_file
-from stellarnet.runs.config import (
-    BUILTIN_EXPERIMENT_DIR,
-    available_experiments,
-    experiment_path,
-    load_experiment,
-)
+from stellarnet.runs.config import load_experiment
+from stellarnet.runs.lookup import BUILTIN_EXPERIMENT_DIR, available_experiments, experiment_path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_IN = sorted(path.name for path in (ROOT / "experiments").glob("*.toml"))

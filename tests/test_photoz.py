@@ -94,3 +94,46 @@ def test_a_standardised_target_maps_back_to_its_units_and_log10_stays():
     teff = np.array([3500.0, 5772.0, 9000.0])
     logged, params = transform_column(teff, ColumnSpec("Teff", ("log10", "minmax")))
     assert np.allclose(unscaled(logged, params), np.log10(teff))  # minmax undone, log10 kept
+
+
+def test_photoz_experiment_records_the_fields_metrics_and_the_chosen_epoch(tmp_path):
+    import json
+
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.experiment import run_experiment
+
+    config = load_experiment("photoz_sdss").with_overrides(epochs=40)
+    result = run_experiment(config, tmp_path)
+    record = json.loads((result.folder / "run.json").read_text())
+    metrics = record["test_metrics"]
+    assert {"r2", "bias", "sigma_nmad", "outlier_fraction"} <= set(metrics)
+    assert metrics["rows"] == 750 and 0 < metrics["sigma_nmad"] < 0.1  # redshift units
+    stopping = record["early_stopping"]
+    assert stopping["patience"] == 20 and 1 <= stopping["best_epoch"] <= 40
+    assert len(result.history) == (stopping["stopped_epoch"] or 40) + 1
+    clipped = record["dataset"]["transform_params"]["r-i"][-1]
+    assert clipped["transform"] == "clip" and clipped["clipped"] >= 1  # the bad galaxy, kept
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"split": "split = { train = 0.8, validation = 0.0, test = 0.2 }"}, "patience"),
+        ({"metrics": 'metrics = "astro"'}, "metrics must be one of"),
+    ],
+)
+def test_photoz_config_errors_name_the_fix(tmp_path, change, message):
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.lookup import experiment_path
+
+    text = experiment_path("photoz_sdss").read_text()
+    text = text.replace(
+        "split = { train = 0.7, validation = 0.15, test = 0.15 }",
+        change.get("split", "split = { train = 0.7, validation = 0.15, test = 0.15 }"),
+    )
+    text = text.replace('metrics = "photoz"', change.get("metrics", 'metrics = "photoz"'))
+    text = text.replace("../catalogs/", str(SHIPPED.parent) + "/")
+    path = tmp_path / "photoz.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_experiment(path)

@@ -73,6 +73,8 @@ def test_run_json_says_where_the_table_came_from(run_lr03):
         "engine": "auto",
         "init": "same",
         "batch_size": None,
+        "patience": None,
+        "metrics": "regression",
     }
     assert record["seed"] == record["config"]["seed"] == 1453
     assert "seed" not in record["config"]["model"]  # one seed: the experiment's

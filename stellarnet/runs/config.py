@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,11 @@ from stellarnet.checks import (
 from stellarnet.data.datasets import DEFAULT_SEED, ColumnSpec, Split
 from stellarnet.data.registry import QUERIES, CatalogQuery
 from stellarnet.errors import ConfigError, StellarnetError
+from stellarnet.runs.lookup import available_experiments, experiment_path
+from stellarnet.runs.metrics import METRIC_SETS
 from stellarnet.schema import DEFAULT_RECORD, check_record
 from stellarnet.train.models import ModelSpec
 from stellarnet.vocabulary import ENGINES, INIT_PROTOCOLS, LOSSES, OPTIMIZERS
-
-EXPERIMENT_DIR = Path("experiments")
-"""Local experiment configs: ``experiments/`` of the working directory, looked up first."""
-BUILTIN_EXPERIMENT_DIR = Path(str(resources.files("stellarnet.experiments")))
-"""The experiment configs shipped with stellarnet (``experiments/`` of the source tree)."""
 
 _TOP_KEYS = {"name", "description", "seed", "catalog", "dataset", "model", "training"}
 _CATALOG_KEYS = {"query", "path", "catalog", "columns", "column_filters", "row_limit", "name"}
@@ -75,6 +71,8 @@ _TRAINING_KEYS = {
     "engine",
     "init",
     "batch_size",
+    "patience",
+    "metrics",
 }
 
 
@@ -96,10 +94,18 @@ class TrainingSpec:
     engine: str = "auto"
     init: str = "same"
     batch_size: int | None = None
+    patience: int | None = None
+    """Early stopping: stop once val_loss has not improved for this many epochs and keep the
+    best epoch's weights (:class:`stellarnet.train.stopping.EarlyStopping`); None: off."""
+    metrics: str = "regression"
+    """Held-out metric set: ``"regression"`` or ``"photoz"`` (:mod:`stellarnet.runs.metrics`)."""
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
             check_positive_int(self.batch_size, "batch_size")
+        if self.patience is not None:
+            check_positive_int(self.patience, "patience")
+        check_choice(self.metrics, "metrics", METRIC_SETS)
         object.__setattr__(self, "record", check_record(self.record))
         check_choice(self.engine, "engine", ENGINES)
         check_choice(self.init, "init", INIT_PROTOCOLS)
@@ -138,6 +144,12 @@ class ExperimentConfig:
         check_seed(self.seed)
         if self.query is None and self.catalog_path is None:
             raise ConfigError("an experiment needs a catalog query or a catalog path")
+        if self.training.patience is not None and not self.split.validation:
+            raise ConfigError(
+                f"experiment {self.name!r}: [training] patience (early stopping) watches "
+                "val_loss: give [dataset] split a validation share, e.g. "
+                "split = { train = 0.7, validation = 0.15, test = 0.15 }"
+            )
 
     def with_overrides(
         self,
@@ -193,34 +205,6 @@ class ExperimentConfig:
 
 def _column_dict(spec: ColumnSpec) -> dict[str, Any]:
     return {"column": spec.column, "transforms": list(spec.transforms)}
-
-
-def experiment_path(name_or_path: str | Path) -> Path:
-    """``"hr_relation"`` -> ``experiments/hr_relation.toml`` of the working directory if it
-    exists, else the built-in one; a path to a .toml is kept. An unknown name gives the
-    (missing) local path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml":
-        return path
-    return experiment_sources().get(str(name_or_path), EXPERIMENT_DIR / f"{name_or_path}.toml")
-
-
-def experiment_sources() -> dict[str, Path]:
-    """Each experiment name and its config file, by name: a config in ``experiments/`` of the
-    working directory shadows a built-in one of the same name."""
-    found = {path.stem: path for path in BUILTIN_EXPERIMENT_DIR.glob("*.toml")}
-    found.update((path.stem, path) for path in EXPERIMENT_DIR.glob("*.toml"))
-    return dict(sorted(found.items()))
-
-
-def is_builtin(path: Path) -> bool:
-    """Whether the config file ``path`` is one shipped with stellarnet."""
-    return path.resolve().parent == BUILTIN_EXPERIMENT_DIR.resolve()
-
-
-def available_experiments() -> list[str]:
-    """Names of the experiments: local ``experiments/`` and built-in ones."""
-    return list(experiment_sources())
 
 
 def load_experiment(name_or_path: str | Path) -> ExperimentConfig:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from stellarnet import tfsettings
@@ -232,6 +233,7 @@ def train_config(
     """
     from stellarnet.train.loop import train
     from stellarnet.train.models import build_model
+    from stellarnet.train.stopping import EarlyStopping
 
     spec = config.training
     check_batch_size(config, dataset)
@@ -252,7 +254,19 @@ def train_config(
         batch_size=spec.batch_size,
         shuffle_seed=config.seed,
         validation=(dataset.x_val, dataset.y_val),
+        early_stopping=None if spec.patience is None else EarlyStopping(spec.patience),
     )
+
+
+def test_metrics(config: ExperimentConfig, dataset: Dataset, predicted: Any) -> dict[str, Any]:
+    """The held-out metrics of ``predicted`` on the test rows, in the target's modelled units
+    (scaling undone: :func:`stellarnet.data.datasets.unscaled`), of the config's metric set."""
+    from stellarnet.data.datasets import unscaled
+    from stellarnet.runs.metrics import held_out_metrics
+
+    params = dataset.transform_params[dataset.target.column]
+    truth, guess = (unscaled(np.asarray(v)[:, 0], params) for v in (dataset.y_test, predicted))
+    return held_out_metrics(truth, guess, config.training.metrics)
 
 
 def run_experiment(
@@ -295,7 +309,6 @@ def run_experiment(
         If the loss became NaN or infinite: raised after the rows up to that epoch are saved
         with ``"status": "diverged"`` (``err.folder`` says where).
     """
-    from stellarnet.runs.metrics import regression_metrics
     from stellarnet.train.models import build_model, set_model_layers
 
     folder = run_folder(config, results_dir)
@@ -319,10 +332,10 @@ def run_experiment(
             raise
         history, diverged = err.history, err
     record = run_record(config, catalog, dataset, history, time.perf_counter() - started)
-    record |= init_record | {"jit_compile": jit_compile}
+    record |= init_record | {"jit_compile": jit_compile} | history.attrs
     if len(dataset.y_test) and diverged is None:
         predicted = model(dataset.x_test, training=False).numpy()
-        record["test_metrics"] = regression_metrics(dataset.y_test, predicted)
+        record["test_metrics"] = test_metrics(config, dataset, predicted)
     with staged_result(folder, results_dir, force) as staging:
         write_run_files(staging, history, record)
     log.debug("wrote %s", folder)  # the CLI prints it with the file list
