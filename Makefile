@@ -11,11 +11,13 @@ EPOCHS ?= 10
 COMMITTEE ?= 0
 # e.g. FIGURE_OPTS="--log --digits 3 --stride 5"
 FIGURE_OPTS ?=
-# `make experiment` re-runs into the same folder, so it passes --force (the CLI alone refuses
-# to overwrite). Set FORCE= to keep the CLI's refusal.
+# A run's folder is named after its settings (results/EXP/lr=0.3, lr=0.3,epochs=300,
+# sweep-lr=0.1,0.3, sweep-notebook-lr=0.1,0.3, ...: see README, "Run the experiment"), so
+# `make experiment` re-runs into the folder of the same settings; it passes --force (the CLI
+# alone refuses to overwrite). Set FORCE= to keep the CLI's refusal.
 FORCE  ?= --force
 
-.PHONY: install test lint experiment sweep compare fetch figures clean
+.PHONY: install test lint experiment sweep runs compare fetch figures clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,10 @@ experiment:
 
 sweep:
 	$(SN) sweep $(EXP) --lr $(LRS) --epochs $(EPOCHS) $(FORCE)
+
+# every saved run and sweep: settings, status, first and last loss, folder (no TensorFlow)
+runs:
+	$(SN) runs
 
 compare:
 	$(SN) compare $(EXP) --committee $(COMMITTEE) $(FORCE)

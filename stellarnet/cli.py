@@ -7,6 +7,7 @@ command trains.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -114,13 +115,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 def run_config(args: argparse.Namespace, **overrides: object):
     """The experiment config with the shared run options (:func:`add_run_options`) and
     ``overrides`` (e.g. ``learning_rate``) applied; ``None`` leaves a setting as it is."""
+    return run_configs(args, **overrides)[0]
+
+
+def run_configs(args: argparse.Namespace, **overrides: object):
+    """``(config, defaults)``: :func:`run_config`'s config and the config as its file says,
+    whose differences the results folder's name carries (:mod:`stellarnet.runs.naming`)."""
     from stellarnet.runs.config import load_experiment
 
     config = load_experiment(args.name)
     record = None
     if args.record_activations:  # the config's record groups plus "activations"
         record = tuple(dict.fromkeys((*config.training.record, "activations")))
-    return config.with_overrides(
+    overridden = config.with_overrides(
         epochs=args.epochs,
         seed=args.seed,
         catalog_path=args.catalog,
@@ -128,6 +135,7 @@ def run_config(args: argparse.Namespace, **overrides: object):
         record=record,
         **overrides,
     )
+    return overridden, config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--init-from", metavar="FILE.csv", help="initial weights from a table")
     check.set_defaults(handler=cmd_check_gradients)
 
+    runs = sub.add_parser(
+        "runs",
+        help="list the saved runs and sweeps: settings, status, first and last loss, folder",
+    )
+    runs.add_argument("experiment", nargs="?", help="only this experiment (default: all)")
+    runs.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    runs.set_defaults(handler=cmd_runs)
+
     listing = sub.add_parser("list", help="list the experiment configs")
     listing.set_defaults(handler=cmd_list)
     return parser
@@ -275,7 +291,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """``stellarnet experiment NAME [--lr ...]``."""
     from stellarnet.runs.experiment import run_experiment
 
-    config = run_config(args, learning_rate=args.lr)
+    config, defaults = run_configs(args, learning_rate=args.lr)
     result = run_experiment(
         config,
         args.results,
@@ -283,6 +299,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         progress=True,
         init_from=args.init_from,
         jit_compile=args.jit,
+        defaults=defaults,
     )
     report_run(result.folder, result.record)
     return 0
@@ -294,7 +311,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from stellarnet.errors import TrainingDiverged
     from stellarnet.runs.sweep import run_sweep, summarize_sweep
 
-    config = run_config(args, init=args.init)
+    config, defaults = run_configs(args, init=args.init)
     result = run_sweep(
         config,
         args.lr,
@@ -303,6 +320,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         vectorize=not args.sequential,
         jit_compile=args.jit,
         progress=True,
+        defaults=defaults,
     )
     record = result.record
     print(
@@ -373,12 +391,13 @@ def cmd_figures(args: argparse.Namespace) -> int:
                 catalog=args.catalog,
             )
         except StellarnetError as err:
-            print(f"error: skipped {folder}/ (nothing in it changed): {err}", file=sys.stderr)
+            print(f"{ERROR_PREFIX}skipped {folder}/ (its files unchanged): {err}", file=sys.stderr)
             skipped.append(f"{folder}/")
             continue
         print(f"{folder}/: " + ", ".join(path.name for path in written))
     if skipped:
-        print(f"error: {len(skipped)} folder(s) skipped: {', '.join(skipped)}", file=sys.stderr)
+        listed = ", ".join(skipped)
+        print(f"{ERROR_PREFIX}{len(skipped)} folder(s) skipped: {listed}", file=sys.stderr)
         return 1
     return 0
 
@@ -433,6 +452,15 @@ def cmd_check_gradients(args: argparse.Namespace) -> int:
     )
     print(check.report())
     return 0 if check.passed else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``stellarnet runs [EXP]``: the saved runs and sweeps as an aligned table (read from
+    their run.json files; TensorFlow is not imported)."""
+    from stellarnet.results.listing import runs_table, saved_runs
+
+    print(runs_table(saved_runs(args.results, args.experiment)))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -527,6 +555,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `stellarnet runs | head`: the reader has gone, say nothing
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as err:  # the file system said no where no check foresaw it
         if os.environ.get(TRACEBACK_VARIABLE):
             raise

@@ -15,6 +15,7 @@ import pytest
 from stellarnet.cli import main
 from stellarnet.data.registry import SHIPPED_CATALOG_DIR as CATALOG_DIR
 from stellarnet.errors import CatalogError, ConfigError
+from stellarnet.files import sha256_file
 from stellarnet.params import parameter_names, read_initial_layers
 from stellarnet.runs.config import load_experiment
 from stellarnet.train import analytic
@@ -213,7 +214,7 @@ def test_experiment_with_jit_is_recorded_and_close_to_the_default(tiny, tmp_path
         results = tmp_path / ("jit" if flags else "default")
         argv = ["-q", "experiment", str(tiny), "--results", str(results), "--epochs", "30"]
         assert main([*argv, *flags]) == 0
-        folder = results / "tiny" / "lr=0.1"
+        folder = results / "tiny" / ("lr=0.1,epochs=30,jit" if flags else "lr=0.1,epochs=30")
         assert json.loads((folder / "run.json").read_text())["jit_compile"] is bool(flags)
         tables[bool(flags)] = pd.read_csv(folder / "history.csv")
     values = [table.drop(columns="epoch").to_numpy() for table in tables.values()]
@@ -244,7 +245,8 @@ def test_init_from_history_and_one_row_csv(tiny, tmp_path, capsys):
         )
         == 0
     )
-    replay = results / "tiny" / "lr=0.1"
+    sha = sha256_file(tmp_path / "start.csv")
+    replay = results / "tiny" / f"lr=0.1,init=start_{sha[:6]}"  # beside the first run
     history = pd.read_csv(replay / "history.csv")
     np.testing.assert_allclose(
         history.loc[0, names].to_numpy(float), start.loc[0, names].to_numpy(float), rtol=1e-7

@@ -251,7 +251,7 @@ def test_a_symlink_out_of_results_is_not_followed(ws, capsys, no_training, comma
         ("experiment", "lr=0.3", {"run.json": "not json at all"}),
         ("experiment", "lr=0.3", {"run.json": "[1, 2]"}),
         ("experiment", "lr=0.3", {"sub/thesis.tex": "mine"}),
-        ("sweep", "sweep", {"thesis.tex": "mine", "lr=0.3/notes.txt": "mine"}),
+        ("sweep", "sweep-lr=0.3", {"thesis.tex": "mine", "lr=0.3/notes.txt": "mine"}),
     ],
 )
 @pytest.mark.parametrize("force", [True, False])
@@ -318,7 +318,7 @@ def test_a_diverging_run_saves_its_rows_and_exits_non_zero(ws, capsys):
     argv = ["experiment", "hr_relation", "--lr", "1e30", "--epochs", "20", "--catalog"]
     before = ws.outside()
     status, out, err = cli(capsys, *argv, str(SNAPSHOT), "--results", str(ws.results))
-    folder = ws.results / "hr_relation" / "lr=1e+30"
+    folder = ws.results / "hr_relation" / "lr=1e+30,epochs=20,catalog=gaia_dr2_50pc_snapshot"
     line = error_line(err)
     assert status == 1 and out == ""
     assert "diverged at epoch" in line and f"in {folder}/" in line and '"diverged"' in line
@@ -367,7 +367,11 @@ def test_a_sweep_saves_every_rate_and_marks_the_diverged_one(ws, capsys, sequent
     argv += ["--catalog", str(SNAPSHOT), "--results", str(ws.results)]
     before = ws.outside()
     status, out, err = cli(capsys, *argv, *(["--sequential"] if sequential else []))
-    folder = ws.results / "hr_relation" / "sweep"
+    folder = (
+        ws.results
+        / "hr_relation"
+        / "sweep-lr=0.1,1e+30,0.3,epochs=20,catalog=gaia_dr2_50pc_snapshot"
+    )
     line = error_line(err)
     assert status == 1
     assert "1 of 3 learning rates diverged: lr=1e+30 at epoch" in line and str(folder) in line

@@ -186,7 +186,7 @@ def test_installed_stellarnet_runs_from_an_empty_folder(installed, tmp_path):
     stellarnet = str(installed / "stellarnet")
     run = _run([stellarnet, "experiment", "hr_relation", "--lr", "0.3", "--epochs", "5"], work)
     assert run.returncode == 0, run.stderr
-    folder = work / "results" / "hr_relation" / "lr=0.3"
+    folder = work / "results" / "hr_relation" / "lr=0.3,epochs=5"
     record = json.loads((folder / "run.json").read_text())
     assert record["catalog_origin"] == "snapshot"
     assert Path(record["catalog_path"]) == shipped / str(GAIA_DR2_HR.snapshot)

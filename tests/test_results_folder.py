@@ -163,7 +163,7 @@ def test_cli_experiment_end_to_end(snapshot_copy, results_dir, capsys, restore_c
         str(results_dir),
     ]
     assert main(argv) == 0
-    folder = results_dir / "hr_relation" / "lr=0.3"
+    folder = results_dir / "hr_relation" / "lr=0.3,epochs=3,seed=7,catalog=my_gaia_pull"
     out = capsys.readouterr().out
     assert f"wrote {folder}" in out and "loss" in out
     assert {p.name for p in folder.iterdir()} == RUN_FILES

@@ -73,7 +73,7 @@ def test_duplicate_rates_rejected(hr):
 def test_run_sweep_writes_long_table_and_rate_folders(hr, tmp_path):
     config, _ = hr
     result = run_sweep(config, [0.1, 0.3], tmp_path)
-    folder = tmp_path / "hr_relation" / "sweep"
+    folder = tmp_path / "hr_relation" / "sweep-lr=0.1,0.3"
     assert result.folder == folder
     long = pd.read_parquet(folder / "history.parquet")
     assert long.columns[0] == "lr"

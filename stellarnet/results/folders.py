@@ -1,9 +1,10 @@
-"""Results folders' bookkeeping: their names, where they may be written, the guard against
+"""Results folders' bookkeeping: where they may be written, the guard against
 overwriting a run, and what a ``run.json`` says about where the run came from (paths,
 library versions).
 
 The commands (:mod:`stellarnet.runs`) decide what goes into a folder; this module holds the
-rules every command's folder follows, so that they are written once:
+rules every command's folder follows, so that they are written once (the folders' names are
+built in :mod:`stellarnet.results.names`):
 
 * every folder a command writes or deletes is proven to lie inside the results folder
   (``--results``) first, by :func:`inside_results` (:func:`result_folder`,
@@ -42,6 +43,10 @@ from stellarnet.files import (
     staging_owner,
     staging_prefix,
 )
+from stellarnet.results.names import (  # noqa: F401 - rate_label: re-exported, it lived here
+    check_folder_name,
+    rate_label,
+)
 from stellarnet.results.saved import RUN_JSON
 
 log = logging.getLogger(__name__)
@@ -64,15 +69,6 @@ modification time); younger ones are reported and left. Staging folders exist on
 finished run writes its files, seconds to minutes."""
 
 
-def rate_label(learning_rate: float) -> str:
-    """The shortest text that reads back as exactly ``learning_rate``: 0.3 -> ``"0.3"``.
-
-    Folder names (``lr=<label>``) use it, so that distinct rates never share a folder.
-    """
-    short = f"{learning_rate:g}"
-    return short if float(short) == learning_rate else repr(float(learning_rate))
-
-
 def inside_results(path: str | Path, results_dir: str | Path) -> Path:
     """Return ``path`` after proving that it lies strictly inside ``results_dir`` (both with
     symbolic links followed); raise ResultsFolderError if not. Every folder stellarnet's
@@ -92,11 +88,12 @@ def result_folder(results_dir: str | Path, experiment: str, leaf: str) -> Path:
     """``results_dir/<experiment>/<leaf>``, proven to lie inside ``results_dir``.
 
     ``experiment`` must be a plain folder name (:func:`stellarnet.checks.check_name`), and
-    ``leaf`` (``lr=<rate>``, ``sweep``, ``compare``) one path component.
+    ``leaf`` (``lr=<rate>[,<tags>]``, ``sweep-lr=<rates>[,<tags>]``, ``compare``; see
+    :mod:`stellarnet.results.names`) one safe folder name
+    (:func:`stellarnet.results.names.check_folder_name`).
     """
     check_name(experiment, "experiment name")
-    if leaf in ("", ".", "..") or "/" in leaf or os.sep in leaf:
-        raise ResultsFolderError(f"results folder name {leaf!r} is not one folder name")
+    check_folder_name(leaf)
     return inside_results(Path(results_dir) / experiment / leaf, results_dir)
 
 

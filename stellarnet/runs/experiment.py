@@ -1,6 +1,7 @@
 """Run an experiment end to end and write its results folder.
 
-``results/<experiment>/lr=<lr>/`` holds:
+``results/<experiment>/lr=<lr>/`` (with tags for the settings that differ from the config,
+e.g. ``lr=0.3,epochs=300``: :mod:`stellarnet.runs.naming`) holds:
 
 ``history.parquet``, ``history.csv``
     The history table (:mod:`stellarnet.results.history`).
@@ -40,8 +41,6 @@ from stellarnet.results.folders import (
     display_path,
     library_versions,
     prepare_folder,
-    rate_label,
-    result_folder,
     staged_result,
 )
 from stellarnet.results.history import (
@@ -52,6 +51,7 @@ from stellarnet.results.history import (
 )
 from stellarnet.results.saved import RUN_JSON
 from stellarnet.runs.config import ExperimentConfig
+from stellarnet.runs.naming import run_folder
 from stellarnet.schema import HistorySchema, first_divergence
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,6 @@ class RunResult:
     folder: Path
     history: pd.DataFrame
     record: dict[str, Any]
-
-
-def run_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
-    """``results/<experiment>/lr=<lr>`` for ``config``, proven to lie inside ``results_dir``."""
-    label = f"lr={rate_label(config.training.learning_rate)}"
-    return result_folder(results_dir, config.name, label)
 
 
 def load_data(config: ExperimentConfig) -> tuple[Catalog, Dataset]:
@@ -276,6 +270,7 @@ def run_experiment(
     progress: bool = False,
     init_from: str | Path | None = None,
     jit_compile: bool = False,
+    defaults: ExperimentConfig | None = None,
 ) -> RunResult:
     """Load data, build the model, train with recording, and write the results folder.
 
@@ -284,7 +279,7 @@ def run_experiment(
     config : ExperimentConfig
         The resolved experiment (overrides already applied).
     results_dir : path
-        Parent of ``<experiment>/lr=<lr>/``; nothing is written or deleted outside it.
+        Parent of ``<experiment>/lr=<lr>[,<tags>]/``; nothing is written or deleted outside it.
     force : bool
         Replace an existing results folder (only a stellarnet result: one with run.json).
     progress : bool
@@ -295,6 +290,10 @@ def run_experiment(
     jit_compile : bool
         Compile the epochs with XLA: faster long runs, other rounding (recorded in
         ``run.json``).
+    defaults : ExperimentConfig, optional
+        The config before the overrides: the folder name tags what ``config`` changes in it
+        (:func:`stellarnet.runs.naming.run_folder`; ``init_from`` and ``jit_compile`` are
+        tagged in any case).
 
     Raises
     ------
@@ -311,9 +310,11 @@ def run_experiment(
     """
     from stellarnet.train.models import build_model, set_model_layers
 
-    folder = run_folder(config, results_dir)
     history_size(config)
     layers = None if init_from is None else read_init_from(init_from, config.model.layer_sizes)
+    folder = run_folder(
+        config, results_dir, defaults=defaults, init_from=init_from, jit_compile=jit_compile
+    )
     prepare_folder(folder, results_dir, force)
     started = time.perf_counter()
     model, init_record = None, {}

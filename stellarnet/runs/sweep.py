@@ -22,9 +22,12 @@ or loss is NaN or infinite (stacked members train on; their numbers are unchange
 ``lr=<rate>/run.json`` says ``"status": "diverged"`` with ``"diverged_at"``, and the sweep's
 ``run.json`` lists it under ``"diverged_rates"`` (``"status": "diverged"`` if any rate did).
 
-Results: ``results/<experiment>/sweep/`` holds ``history.parquet``/``.csv`` (the single-run
-columns with ``lr`` first), ``run.json`` (with ``learning_rates`` and ``init``), ``loss.png``
-(every rate on one axis) and one folder per rate, ``lr=<lr>/``, laid out as a single run.
+Results: ``results/<experiment>/sweep-lr=<rates>/`` (``sweep-notebook-lr=<rates>`` for the
+notebook protocol, with tags for the settings that differ from the config, e.g.
+``sweep-lr=0.1,0.3,epochs=300``: :mod:`stellarnet.runs.naming`) holds
+``history.parquet``/``.csv`` (the single-run columns with ``lr`` first), ``run.json`` (with
+``learning_rates`` and ``init``), ``loss.png`` (every rate on one axis) and one folder per
+rate, ``lr=<lr>/``, laid out as a single run.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.files import json_number
 from stellarnet.params import Layers
-from stellarnet.results.folders import prepare_folder, rate_label, result_folder, staged_result
+from stellarnet.results.folders import prepare_folder, rate_label, staged_result
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import (
     RunResult,
@@ -54,17 +57,11 @@ from stellarnet.runs.experiment import (
     train_config,
     write_run_files,
 )
+from stellarnet.runs.naming import sweep_folder
 from stellarnet.schema import first_divergence
 from stellarnet.vocabulary import INIT_PROTOCOLS
 
 log = logging.getLogger(__name__)
-
-SWEEP_FOLDER = "sweep"
-
-
-def sweep_folder(config: ExperimentConfig, results_dir: str | Path = "results") -> Path:
-    """``results/<experiment>/sweep``, proven to lie inside ``results_dir``."""
-    return result_folder(results_dir, config.name, SWEEP_FOLDER)
 
 
 def stackable(config: ExperimentConfig) -> bool:
@@ -194,8 +191,11 @@ def run_sweep(
     vectorize: bool = True,
     jit_compile: bool = False,
     progress: bool = False,
+    defaults: ExperimentConfig | None = None,
 ) -> RunResult:
-    """Train a learning-rate sweep and write ``results/<experiment>/sweep/``.
+    """Train a learning-rate sweep; write ``results/<experiment>/sweep[-notebook]-lr=<rates>/``
+    (with tags for what ``config`` changes in ``defaults``, the config before the overrides,
+    and for ``jit_compile``: :func:`stellarnet.runs.naming.sweep_folder`).
 
     Every rate is saved, also one that diverged (:func:`train_sweep`); the record's
     ``"status"`` is ``"diverged"`` if any did, and ``"diverged_rates"`` says where.
@@ -209,8 +209,9 @@ def run_sweep(
     ConfigError
         If the long history table would exceed the memory budget.
     """
-    folder = sweep_folder(config, results_dir)
-    history_size(config, members=len(check_rates(learning_rates)), extra_columns=1)
+    rates = check_rates(learning_rates)
+    history_size(config, members=len(rates), extra_columns=1)
+    folder = sweep_folder(config, rates, results_dir, defaults=defaults, jit_compile=jit_compile)
     prepare_folder(folder, results_dir, force)
     started = time.perf_counter()
     catalog, dataset = load_data(config)
