@@ -45,3 +45,9 @@ class ResultsFolderError(StellarnetError):
     """A results folder cannot be used: it would lie outside ``--results``, it cannot be
     written, or it holds files that are not a stellarnet result (which ``--force`` never
     replaces)."""
+
+
+class ResultsDamaged(StellarnetError):
+    """A saved results folder cannot be read back as written: ``run.json`` or the history
+    table is missing, unreadable, or disagrees with the other (missing columns, values that
+    are not finite in a run recorded as complete, another set of epochs or rates)."""

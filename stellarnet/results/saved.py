@@ -14,8 +14,7 @@ if its sha256 is the one recorded there.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stellarnet.data.datasets import ColumnSpec, Dataset, Split, invert_transforms, make_dataset
-from stellarnet.data.registry import recorded_catalog
-from stellarnet.data.tables import read_catalog_csv
-from stellarnet.errors import CatalogError, StellarnetError
-from stellarnet.files import sha256_file
+from stellarnet.data.datasets import ColumnSpec, Dataset
+from stellarnet.errors import ResultsDamaged, StellarnetError
 from stellarnet.params import Layers, forward, layers_from_row
 from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, load_history
+from stellarnet.results.run_catalog import (  # noqa: F401 - catalog_path, log_space: re-exported
+    catalog_path,
+    column_spec,
+    load_run_catalog,
+    log_space,
+    rebuild_dataset,
+)
+from stellarnet.results.status import COMPLETE, Divergence, divergences
+from stellarnet.results.verify import (
+    RECORD_FIX,
+    damaged,
+    history_fix,
+    history_problems,
+    record_problems,
+)
 
 RUN_JSON = "run.json"
 """The record file of every run and sweep folder. Defined here, below :mod:`stellarnet.runs`
@@ -104,18 +115,65 @@ class SavedResults:
     @property
     def features(self) -> tuple[ColumnSpec, ...]:
         """Input columns and their transforms."""
-        return tuple(_column_spec(entry) for entry in self.config["dataset"]["features"])
+        return tuple(column_spec(entry) for entry in self.config["dataset"]["features"])
 
     @property
     def target(self) -> ColumnSpec:
         """Output column and its transforms."""
-        return _column_spec(self.config["dataset"]["target"])
+        return column_spec(self.config["dataset"]["target"])
 
     def unit(self, column: str) -> str | None:
         """The unit of a catalog column from the catalog's provenance, if recorded."""
         columns = self.record.get("catalog_provenance", {}).get("columns", {})
         entry = columns.get(column, {})
         return entry.get("unit") if isinstance(entry, Mapping) else None
+
+    @property
+    def status(self) -> str:
+        """``run.json``'s status: ``"complete"`` (also for older runs, which record none) or
+        ``"diverged"`` (a sweep: some of its rates diverged)."""
+        return str(self.record.get("status", COMPLETE))
+
+    def divergence(self, lr: float) -> Divergence | None:
+        """Where run ``lr`` diverged (its last history row), or None if it trained to the end."""
+        return divergences(self.record).get(lr)
+
+    def finite_history(self, lr: float) -> pd.DataFrame:
+        """Run ``lr``'s history without the non-finite row a diverged run ends with."""
+        history = self.histories[lr]
+        return history.iloc[:-1] if self.divergence(lr) is not None else history
+
+    def weights_epoch(self, lr: float, epoch: int | None = None) -> int | None:
+        """The epoch whose weights a figure draws for ``epoch`` (default: the last): that
+        epoch itself, or for a diverged run the last finite row's if ``epoch`` lies beyond it
+        (None if even row 0 is not finite)."""
+        finite = self.finite_history(lr)
+        if finite.empty:
+            return None
+        last = int(finite["epoch"].iloc[-1])
+        if epoch is None or (self.divergence(lr) is not None and epoch > last):
+            return last
+        return int(epoch)
+
+    def check_epoch(self, epoch: int | None) -> None:
+        """Raise StellarnetError unless every rate can be drawn at ``epoch`` (None: the last):
+        a recorded epoch, or for a diverged rate any epoch the run was to train after its
+        last finite row (which is drawn instead)."""
+        if epoch is None:
+            return
+        total = int(self.config["training"]["epochs"])
+        for lr, history in self.histories.items():
+            last = self.weights_epoch(lr)
+            beyond = self.divergence(lr) is not None and last is not None and epoch > last
+            if (beyond and epoch <= total) or (not beyond and epoch in set(history["epoch"])):
+                continue
+            epochs = history["epoch"]
+            raise StellarnetError(
+                f"--epoch {epoch} is not a recorded epoch of {self.folder} ({lr_label(lr)}: "
+                f"epochs {epochs.min()} to {epochs.max()}"
+                + (f", every {epochs.iloc[1] - epochs.iloc[0]}" if len(epochs) > 2 else "")
+                + "); pick one of those, or leave --epoch out to draw the last"
+            )
 
     def layers(self, lr: float, epoch: int | None = None) -> Layers:
         """Kernels and biases of run ``lr`` after ``epoch`` (default: the last epoch)."""
@@ -138,10 +196,6 @@ class SavedResults:
         """The output, shape (rows, outputs), of the network ``layers`` (e.g. :meth:`layers`)
         with this run's activations on inputs ``x`` (rows, features), in float64."""
         return forward(layers, x, self.activation, self.output_activation)[0]
-
-
-def _column_spec(entry: Mapping[str, Any]) -> ColumnSpec:
-    return ColumnSpec(str(entry["column"]), tuple(entry.get("transforms", ())))
 
 
 def lr_label(lr: float) -> str:
@@ -169,10 +223,34 @@ def load_results(folder: str | Path, catalog: str | Path | None = None) -> Saved
     Raises
     ------
     StellarnetError
-        If the folder, its ``run.json`` or its history table is missing or unreadable.
+        If the folder is not a results folder.
+    ResultsDamaged
+        If its ``run.json`` or its history table is missing, unreadable, or inconsistent
+        (:mod:`stellarnet.results.verify`); the message lists every problem and the fix.
     """
     folder = Path(folder)
+    record = read_record(folder)
+    history, path = read_history(folder)
+    problems = history_problems(history, record)
+    if problems:
+        raise damaged(path, problems, history_fix(path))
+    return SavedResults(
+        folder,
+        record,
+        split_by_lr(history, record),
+        catalog_override=Path(catalog) if catalog is not None else None,
+    )
+
+
+def read_record(folder: Path) -> dict[str, Any]:
+    """``folder/run.json``, checked by :func:`stellarnet.results.verify.record_problems`."""
     run_json = folder / RUN_JSON
+    tables = [name for name in (HISTORY_PARQUET, HISTORY_CSV) if (folder / name).is_file()]
+    if not run_json.is_file() and tables:
+        raise ResultsDamaged(
+            f"{folder} holds {tables[0]} but no {RUN_JSON}, which records the run's config, "
+            f"catalog and status: nothing can be drawn without it. {RECORD_FIX}"
+        )
     if not run_json.is_file():
         raise StellarnetError(
             f"{folder} holds no {RUN_JSON}: not a results folder. Give a folder written by "
@@ -180,19 +258,30 @@ def load_results(folder: str | Path, catalog: str | Path | None = None) -> Saved
         )
     try:
         record = json.loads(run_json.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StellarnetError(f"{run_json} is not valid JSON ({err})") from None
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        raise damaged(run_json, [f"it is not valid JSON ({err})"], RECORD_FIX) from None
+    problems = record_problems(record)
+    if problems:
+        raise damaged(run_json, problems, RECORD_FIX)
+    return record
+
+
+def read_history(folder: Path) -> tuple[pd.DataFrame, Path]:
+    """The history table of a results folder (Parquet, else CSV) and the file it came from."""
     for name in (HISTORY_PARQUET, HISTORY_CSV):
-        if (folder / name).is_file():
-            history = load_history(folder / name)
-            break
-    else:
-        raise StellarnetError(f"{folder} has {RUN_JSON} but no {HISTORY_PARQUET} or {HISTORY_CSV}")
-    return SavedResults(
-        folder,
-        record,
-        split_by_lr(history, record),
-        catalog_override=Path(catalog) if catalog is not None else None,
+        path = folder / name
+        if path.is_file():
+            try:
+                return load_history(path), path
+            except Exception as err:  # noqa: BLE001 - pyarrow and pandas raise many kinds
+                reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+                problem = f"it cannot be read as a {kind} table ({reason.rstrip(': ')})"
+                raise damaged(path, [problem], history_fix(path)) from None
+    raise ResultsDamaged(
+        f"{folder} has {RUN_JSON} but no {HISTORY_PARQUET} or {HISTORY_CSV}: the history the "
+        "figures are drawn from is gone. Restore it from a backup or version control, or train "
+        "the run again (`stellarnet experiment` or `stellarnet sweep` with --force)."
     )
 
 
@@ -226,14 +315,22 @@ def find_results(target: str | Path, results_dir: str | Path = "results") -> lis
             f"no results folder {target!r} (looked for {Path(target)} and {root}); run "
             f"`stellarnet experiment {target}` first, or give a results folder"
         )
-    folders = [
+    folders = {
         path.parent
-        for path in root.rglob(RUN_JSON)
+        for name in (RUN_JSON, HISTORY_PARQUET, HISTORY_CSV)
+        for path in root.rglob(name)
         if not any(part.startswith(".") for part in path.relative_to(root).parts)
-    ]
+        and (name == RUN_JSON or path.parent == root or _run_folder_name(path.parent.name))
+    }
     if not folders:
         raise StellarnetError(f"no saved runs under {root}; run `stellarnet experiment` first")
     return sorted(folders, key=lambda p: (-len(p.parts), str(p)))
+
+
+def _run_folder_name(name: str) -> bool:
+    """Whether a folder's name is a run's or a sweep's (``lr=<rate>...``, ``sweep...``): one
+    of those holding a history but no run.json lost it (a committee's history has none)."""
+    return name.startswith(("lr=", "sweep"))
 
 
 def history_row(history: pd.DataFrame, epoch: int | None = None) -> pd.Series:
@@ -247,97 +344,3 @@ def history_row(history: pd.DataFrame, epoch: int | None = None) -> pd.Series:
             f"{history['epoch'].max()}); pick one of those"
         )
     return rows.iloc[0]
-
-
-def catalog_path(record: Mapping[str, Any], override: str | Path | None = None) -> Path:
-    """The catalog file of a run: ``override``, else ``run.json``'s ``catalog_path`` (relative
-    paths are relative to the working directory; a shipped catalog with the recorded sha256
-    stands in for one that is gone, see :func:`stellarnet.data.registry.recorded_catalog`)."""
-    if override is not None:
-        return Path(override)
-    if "catalog_path" not in record:
-        raise CatalogError("run.json records no catalog_path; pass the run's catalog (--catalog)")
-    return recorded_catalog(record["catalog_path"], record.get("catalog_sha256"))
-
-
-def load_run_catalog(
-    record: Mapping[str, Any], columns: Sequence[str], override: str | Path | None = None
-) -> pd.DataFrame:
-    """Read the catalog a run was trained on, refusing it unless its sha256 is the recorded one.
-
-    Raises
-    ------
-    CatalogError
-        If the file is missing, has changed since the run, or lacks ``columns``.
-    """
-    path = catalog_path(record, override)
-    expected = str(record.get("catalog_sha256", ""))
-    fix = f"Restore the original file, or pass --catalog with a copy whose sha256 is {expected}"
-    if not path.is_file():
-        raise CatalogError(f"the run's catalog {path} does not exist. {fix}.")
-    actual = sha256_file(path)
-    if actual != expected:
-        raise CatalogError(
-            f"the run's catalog {path} has changed since the run (sha256 {actual[:12]}... != "
-            f"{expected[:12]}... recorded in run.json), so it is not the data the network was "
-            f"trained on. {fix}."
-        )
-    return read_catalog_csv(path, columns)
-
-
-def rebuild_dataset(record: Mapping[str, Any], frame: pd.DataFrame) -> Dataset:
-    """Rebuild the run's (x, y) as the run built them: its ``[dataset] rows``, its shuffle
-    seed (none if ``shuffle = false``), its split and column specs; then check the row count
-    and the fitted transform parameters against those recorded in ``run.json``."""
-    config = record["config"]
-    spec = config["dataset"]
-    rows = spec.get("rows")
-    if rows is not None:
-        if max(rows, default=-1) >= len(frame):
-            raise CatalogError(
-                f"the run used catalog rows {rows}, but the catalog has {len(frame)} rows"
-            )
-        frame = frame.iloc[list(rows)]
-    dataset = make_dataset(
-        frame,
-        [_column_spec(entry) for entry in spec["features"]],
-        _column_spec(spec["target"]),
-        seed=config.get("seed") if spec.get("shuffle", True) else None,
-        source="run catalog",
-        split=Split(**spec["split"]) if "split" in spec else None,
-    )
-    recorded = record.get("dataset", {})
-    if recorded.get("rows_kept", dataset.rows) != dataset.rows:
-        raise CatalogError(
-            f"the catalog gives {dataset.rows} usable rows where run.json records "
-            f"{recorded['rows_kept']}; the run cannot be reproduced from it"
-        )
-    params = recorded.get("transform_params")
-    if params is not None and not _same_params(params, dataset.transform_params):
-        raise CatalogError(
-            "the catalog gives transform parameters different from run.json's "
-            f"({dataset.transform_params} != {params}); the run cannot be reproduced from it"
-        )
-    return dataset
-
-
-def _same_params(recorded: Any, rebuilt: Any) -> bool:
-    if isinstance(recorded, Mapping) and isinstance(rebuilt, Mapping):
-        return recorded.keys() == rebuilt.keys() and all(
-            _same_params(recorded[key], rebuilt[key]) for key in recorded
-        )
-    if isinstance(recorded, list) and isinstance(rebuilt, list):
-        return len(recorded) == len(rebuilt) and all(
-            _same_params(a, b) for a, b in zip(recorded, rebuilt, strict=True)
-        )
-    if isinstance(recorded, int | float) and isinstance(rebuilt, int | float):
-        return math.isclose(recorded, rebuilt, rel_tol=1e-12, abs_tol=1e-12)
-    return recorded == rebuilt
-
-
-def log_space(values: np.ndarray, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, bool]:
-    """Undo the transforms applied after the last ``log10`` (e.g. min-max scaling), giving the
-    values in log10 units; with no ``log10``, undo them all. Returns (values, is_log)."""
-    steps = [step["transform"] for step in params]
-    start = len(steps) - steps[::-1].index("log10") if "log10" in steps else 0
-    return invert_transforms(values, list(params[start:])), start > 0

@@ -40,9 +40,14 @@ landscape).
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
+from stellarnet.errors import ConfigError
 from stellarnet.results.saved import SavedResults, load_results
+from stellarnet.viz.divergence import drawn_rates
 from stellarnet.viz.galaxy import (
     fit_figure,
     fits_in_catalog_units,
@@ -50,8 +55,8 @@ from stellarnet.viz.galaxy import (
     plot_fit,
     plot_loss_steps,
 )
-from stellarnet.viz.landscape import landscape_figure
-from stellarnet.viz.network import network_animation, network_figure
+from stellarnet.viz.landscape import compute_landscape, plot_landscape
+from stellarnet.viz.network import network_animation, plot_network
 from stellarnet.viz.prediction import (
     has_one_input_and_output,
     hr_figure,
@@ -101,7 +106,12 @@ def regenerate(
     grid: int = 41,
     catalog: str | Path | None = None,
 ) -> list[Path]:
-    """Write every figure, table and the report of one run or sweep folder.
+    """Write every figure, table and the report of one run or sweep folder, all or nothing.
+
+    The folder is checked completely first (``run.json``, the history table, ``epoch``, the
+    catalog and the dataset rebuilt from it); every file is then drawn into a hidden staging
+    folder inside it and moved in only once all of them were drawn. So a problem leaves the
+    folder's files as they were.
 
     Parameters
     ----------
@@ -129,35 +139,61 @@ def regenerate(
     Raises
     ------
     StellarnetError
-        If the folder is not a results folder, or the catalog is missing or changed.
+        If the folder is not a results folder, is damaged (``ResultsDamaged``, naming each
+        problem and the fix), ``epoch`` was not recorded, or the catalog is missing or changed.
     """
     results = load_results(folder, catalog)
-    results.dataset()  # check the catalog first: fail before writing anything
-    with style():
-        written = [save_figure(plot_loss(results, log_scale), results.folder, "loss")]
-        if not results.is_sweep:
-            written += _run_figures(results, epoch, stride, log_scale)
-            written += write_tables(results, digits=digits)
-        written += _prediction_figures(results, epoch)
-        written.append(landscape_figure(results, grid=grid))
-    written += write_report(results, digits=digits)
-    return written
+    results.check_epoch(epoch)
+    if grid < 3:
+        raise ConfigError(f"the landscape grid needs at least 3 points per side, got {grid}")
+    results.dataset()  # the catalog and the rebuilt dataset: fail before drawing anything
+    staging = Path(tempfile.mkdtemp(prefix=".figures-", dir=results.folder))
+    try:
+        with style():
+            written = [save_figure(plot_loss(results, log_scale), staging, "loss")]
+            if not results.is_sweep:
+                written += _run_figures(results, staging, epoch, stride, log_scale)
+                written += write_tables(results, digits=digits, folder=staging)
+            written += _prediction_figures(results, staging, epoch)
+            if drawn_rates(results):
+                landscape = compute_landscape(results, grid=grid)
+                written.append(
+                    save_figure(plot_landscape(results, landscape), staging, "landscape")
+                )
+        written += write_report(results, digits=digits, folder=staging)
+        moved = []
+        for path in written:
+            for name in _with_pdf(path):
+                os.replace(staging / name, results.folder / name)
+            moved.append(results.folder / path.name)
+        return moved
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _with_pdf(path: Path) -> list[str]:
+    """A written file's name, and its PDF's for a figure's PNG."""
+    return [path.name, path.with_suffix(".pdf").name] if path.suffix == ".png" else [path.name]
 
 
 def _run_figures(
-    results: SavedResults, epoch: int | None, stride: int | None, log_scale: bool
+    results: SavedResults, out: Path, epoch: int | None, stride: int | None, log_scale: bool
 ) -> list[Path]:
-    """The figures of one run's own training: trajectories and the network (still, animated)."""
+    """The figures of one run's own training: trajectories and the network (still, animated);
+    for a run without a finite row, only the trajectories (empty, with the note)."""
     lr = results.learning_rates[0]
-    written = [
-        save_figure(plot_trajectories(results, lr, which), results.folder, which) for which in KINDS
-    ]
-    written.append(network_figure(results, epoch=epoch))
-    written.append(network_animation(results, stride=stride, log_scale=True if log_scale else None))
+    written = [save_figure(plot_trajectories(results, lr, which), out, which) for which in KINDS]
+    if results.weights_epoch(lr) is None:
+        log.warning("%s: %s has no finite row; no network diagram", results.folder, lr)
+        return written
+    written.append(save_figure(plot_network(results, epoch=epoch), out, "network"))
+    written.append(
+        network_animation(results, stride=stride, log_scale=True if log_scale else None, folder=out)
+    )
     return written
 
 
-def _prediction_figures(results: SavedResults, epoch: int | None) -> list[Path]:
+def _prediction_figures(results: SavedResults, out: Path, epoch: int | None) -> list[Path]:
     """The figures that set the network's prediction against the data, for one-input nets:
     in catalog units if untransformed (the galaxy sizes), the HR diagram, the residuals."""
     if not has_one_input_and_output(results):
@@ -165,8 +201,11 @@ def _prediction_figures(results: SavedResults, epoch: int | None) -> list[Path]:
         return []
     written = []
     if fits_in_catalog_units(results):
-        written += [fit_figure(results), loss_steps_figure(results)]
+        written += [
+            save_figure(plot_fit(results), out, "fit"),
+            save_figure(plot_loss_steps(results), out, "loss_steps"),
+        ]
     if is_hr_relation(results):
-        written.append(save_figure(plot_hr(results, epoch), results.folder, "hr"))
-    written.append(save_figure(plot_residuals(results, epoch), results.folder, "residuals"))
+        written.append(save_figure(plot_hr(results, epoch), out, "hr"))
+    written.append(save_figure(plot_residuals(results, epoch), out, "residuals"))
     return written

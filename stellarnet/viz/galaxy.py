@@ -30,6 +30,7 @@ import numpy as np
 from stellarnet.errors import StellarnetError
 from stellarnet.results.analysis import network_loss, prediction_curve
 from stellarnet.results.saved import RUN_JSON, SavedResults, as_results, lr_label
+from stellarnet.viz.divergence import diverged_rates, finite_curve, note_off_axes, weights_note
 from stellarnet.viz.style import (
     LOSS_LABELS,
     axis_label,
@@ -38,7 +39,7 @@ from stellarnet.viz.style import (
     new_figure,
     write_figure,
 )
-from stellarnet.viz.training import draw_loss_lines, rates_title
+from stellarnet.viz.training import draw_loss_lines, rates_title, status_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -131,30 +132,58 @@ def plot_fit(results: SavedResults) -> Figure:
     ax = fig.add_subplot()
     grid = np.linspace(0.0, REACH * _draw_galaxies(ax, results, x_name, y_name), FIT_POINTS)
     ax.plot(grid, grid, ls=":", color="0.5", lw=1, label="JWST = HST", zorder=1)
-    first = results.learning_rates[0]
-    ax.plot(
-        *prediction_curve(results, first, 0, inputs=grid),
-        ls="--",
-        color="0.35",
-        lw=1,
-        label="initial network",
-        zorder=3,
-    )
-    for position, (lr, history) in enumerate(results.histories.items()):
-        steps = int(history["epoch"].iloc[-1])
-        loss = network_loss(results, results.layers(lr))
+    drawable = [lr for lr in results.learning_rates if results.weights_epoch(lr) is not None]
+    if drawable:
+        first = drawable[0]
         ax.plot(
-            *prediction_curve(results, lr, inputs=grid),
+            *prediction_curve(results, first, 0, inputs=grid),
+            ls="--",
+            color="0.35",
+            lw=1,
+            label="initial network",
+            zorder=3,
+        )
+    lines = {}
+    for position, lr in enumerate(results.learning_rates):
+        steps = results.weights_epoch(lr)
+        if steps is None:
+            label = f"{status_label(results, lr)}: no finite weights"
+            ax.plot([], [], color=lr_color(position), lw=2, label=label)
+            continue
+        loss = network_loss(results, results.layers(lr, steps))
+        (lines[lr],) = ax.plot(
+            *finite_curve(prediction_curve(results, lr, steps, inputs=grid)),
             color=lr_color(position),
             lw=2,
-            label=f"{lr_label(lr)}, after {steps} steps (loss {loss:.3g})",
+            label=f"{lr_label(lr)}{weights_note(results, lr, wrap=True)}, after {steps} steps "
+            f"(loss {loss:.3g})",
             zorder=4,
         )
+    if diverged_rates(results):
+        _fit_range(ax, results, lines)
     ax.set_xlabel(axis_label(x_name, results.unit(x_name)))
     ax.set_ylabel(axis_label(y_name, results.unit(y_name)))
     ax.set_title(f"{results.experiment}: data and fitted network ({rates_title(results)})")
     ax.legend(loc="upper left")
     return fig
+
+
+def _fit_range(ax: Axes, results: SavedResults, lines: dict) -> None:
+    """The y range of the galaxies and the networks that trained to the end, so that a
+    diverged network's curve does not squash them; say so if it lies off the axes."""
+    catalog = results.catalog()
+    values = [catalog[results.target.column].to_numpy(dtype=float)]
+    values += [
+        np.asarray(line.get_ydata(), dtype=float)
+        for lr, line in lines.items()
+        if results.divergence(lr) is None
+    ]
+    finite = np.concatenate(values)
+    finite = finite[np.isfinite(finite)]
+    low, high = float(finite.min()), float(finite.max())
+    pad = 0.05 * max(high - low, 1e-9)
+    ax.set_ylim(min(low, 0.0) - pad, high + pad)
+    note_off_axes(ax, results, lines)
 
 
 def plot_loss_steps(results: SavedResults) -> Figure:
@@ -166,8 +195,7 @@ def plot_loss_steps(results: SavedResults) -> Figure:
     """
     fig = new_figure()
     ax = fig.add_subplot()
-    draw_loss_lines(ax, results)
-    ax.set_yscale("log")
+    draw_loss_lines(ax, results, log_scale=True)
     ax.set_xlabel("Gradient-descent step k")
     unit = loss_unit(results.target.transforms, results.unit(results.target.column))
     ax.set_ylabel("Loss before step k" + (f" [{unit}]" if unit else ""))

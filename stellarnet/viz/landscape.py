@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from stellarnet.errors import ConfigError
+from stellarnet.errors import ConfigError, StellarnetError
 from stellarnet.params import layers_from_row, parameter_names
 from stellarnet.results.analysis import network_loss, parameter_matrix
 from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.divergence import drawn_rates
 from stellarnet.viz.style import lr_color, new_figure, results_loss_label, write_figure
 
 if TYPE_CHECKING:
@@ -104,9 +105,14 @@ def compute_landscape(
         raise ConfigError(f"the landscape grid needs at least 3 points per side, got {grid}")
     sizes = results.layer_sizes
     names = parameter_names(sizes, "w") + parameter_names(sizes, "b")
-    matrices = {lr: parameter_matrix(h, sizes) for lr, h in results.histories.items()}
+    rates = drawn_rates(results)
+    matrices = {lr: parameter_matrix(results.finite_history(lr), sizes) for lr in rates}
+    if not matrices:
+        raise StellarnetError(
+            f"{results.folder}: no learning rate has a finite row to draw a landscape from"
+        )
     stacked = np.vstack(list(matrices.values()))
-    first = matrices[results.learning_rates[0]]
+    first = next(iter(matrices.values()))
     origin = first[-1] if center == "final" else stacked.mean(axis=0)
     directions, explained = principal_directions(stacked, first[0])
     paths = {lr: (m - origin) @ directions.T for lr, m in matrices.items()}
@@ -127,27 +133,34 @@ def compute_landscape(
 
 def _loss_contours(fig: Figure, ax: Axes, results: SavedResults, landscape: Landscape) -> None:
     """Filled contours of the loss at 25 log-spaced levels (losses span decades between the
-    valley and the rim), thin white lines at every third, and the colour bar."""
+    valley and the rim), thin white lines at every third, and the colour bar. Losses that
+    overflowed (around a diverging run) are drawn at the largest finite one."""
     from matplotlib.colors import LogNorm
 
     losses = landscape.losses
-    positive = losses[losses > 0]
+    finite = losses[np.isfinite(losses)]
+    positive = finite[finite > 0]
     low = float(positive.min()) if positive.size else 1e-12
-    levels = np.geomspace(low, max(float(losses.max()), low * 10), 25)
-    grid = (landscape.alphas, landscape.betas, np.clip(losses, low, None))
+    high = float(finite.max()) if finite.size else low
+    levels = np.geomspace(low, max(high, low * 10), 25)
+    grid = (
+        landscape.alphas,
+        landscape.betas,
+        np.clip(np.nan_to_num(losses, nan=high, posinf=high), low, None),
+    )
     filled = ax.contourf(*grid, levels=levels, norm=LogNorm(), cmap="viridis_r")
     ax.contour(*grid, levels=levels[::3], colors="white", linewidths=0.4, alpha=0.6)
     fig.colorbar(filled, ax=ax, label=results_loss_label(results), format="%.3g")
 
 
-def _training_paths(ax: Axes, landscape: Landscape) -> None:
+def _training_paths(ax: Axes, landscape: Landscape, rates: list[float]) -> None:
     """Each learning rate's path (haloed, to read over the contours), its end as a star, and
     the shared start as a square."""
     from matplotlib import patheffects
 
     halo = [patheffects.withStroke(linewidth=3.5, foreground="white")]
-    for position, (lr, path) in enumerate(landscape.paths.items()):
-        colour = lr_color(position)
+    for lr, path in landscape.paths.items():
+        colour = lr_color(rates.index(lr))
         ax.plot(
             path[:, 0],
             path[:, 1],
@@ -175,16 +188,30 @@ def _training_paths(ax: Axes, landscape: Landscape) -> None:
     )
 
 
+def _diverged_note(results: SavedResults, landscape: Landscape) -> str:
+    """A second title line naming the diverged rates: left out, or drawn up to their last
+    finite row."""
+    diverged = [lr for lr in results.learning_rates if results.divergence(lr) is not None]
+    if not diverged:
+        return ""
+    left_out = [lr for lr in diverged if lr not in landscape.paths]
+    names = ", ".join(
+        f"{lr_label(lr)} (epoch {results.divergence(lr).epoch})" for lr in left_out or diverged
+    )
+    what = "not drawn" if left_out else "paths up to the last finite row"
+    return f"\ndiverged: {names}; {what}"
+
+
 def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
     """Filled log-spaced loss contours with each learning rate's path (start: square, end:
     star)."""
     fig = new_figure((5.6, 4.4))
     ax = fig.add_subplot()
     _loss_contours(fig, ax, results, landscape)
-    _training_paths(ax, landscape)
+    _training_paths(ax, landscape, results.learning_rates)
     ax.set_xlabel(f"PC1 ({100 * landscape.explained[0]:.1f}% of path variance)")
     ax.set_ylabel(f"PC2 ({100 * landscape.explained[1]:.1f}% of path variance)")
-    ax.set_title("Loss landscape around the training path")
+    ax.set_title("Loss landscape around the training path" + _diverged_note(results, landscape))
     ax.grid(False)
     ax.legend(loc="best", fontsize=7)
     return fig

@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stellarnet.errors import StellarnetError
 from stellarnet.files import atomic_write
 from stellarnet.results.analysis import inactive_units, parameter_matrix
 from stellarnet.results.saved import SavedResults, as_results, history_row, lr_label
 from stellarnet.schema import column_name
+from stellarnet.viz.divergence import weights_note
 from stellarnet.viz.style import (
     WIDE,
     integer_epochs,
@@ -98,7 +100,7 @@ def node_positions(layer_sizes: tuple[int, ...]) -> dict[tuple[int, int], tuple[
 def parameter_scale(results: SavedResults, lr: float) -> float:
     """The largest |weight| or |bias| over the whole run: the colour and width scale, fixed
     across epochs so that frames compare."""
-    values = np.abs(parameter_matrix(results.histories[lr], results.layer_sizes))
+    values = np.abs(parameter_matrix(results.finite_history(lr), results.layer_sizes))
     largest = float(np.nanmax(values)) if values.size else 0.0
     return largest if largest > 0 else 1.0
 
@@ -226,13 +228,17 @@ def plot_network(
     """The network at ``epoch`` (default: the last) of the run at learning rate ``lr``."""
     lr = results.learning_rates[0] if lr is None else lr
     history = results.histories[lr]
-    row = history_row(history, epoch)
-    shown = int(row["epoch"])
+    shown = results.weights_epoch(lr, epoch)
+    if shown is None:
+        raise StellarnetError(f"{results.folder}: {lr_label(lr)} has no finite row to draw")
+    row = history_row(history, shown)
     fig = new_figure((WIDE[0] * 0.85, WIDE[1]))
     ax = fig.add_subplot()
     artists = _diagram(fig, ax, results, parameter_scale(results, lr))
     artists.update(row, inactive_units(history, results.layer_sizes, shown))
-    ax.set_title(f"{_description(results)} at epoch {shown} ({lr_label(lr)})")
+    ax.set_title(
+        f"{_description(results)} at epoch {shown} ({lr_label(lr)}{weights_note(results, lr)})"
+    )
     return fig
 
 
@@ -259,20 +265,44 @@ def frame_epochs(epochs: list[int], stride: int | None = None) -> list[int]:
 
 
 def _loss_panel(ax: Axes, results: SavedResults, lr: float, log_scale: bool | None) -> Line2D:
-    """The run's loss curve; return the marker that shows the current epoch."""
-    history = results.histories[lr]
+    """The run's loss curve (up to its last finite row, and a cross where a diverged run's
+    loss stopped being finite); return the marker that shows the current epoch."""
+    history = results.finite_history(lr)
     ax.plot(history["epoch"], history["loss"], color="black", linewidth=1.2)
     (marker,) = ax.plot([], [], "o", color="tab:red", markersize=7)
     losses = history["loss"].to_numpy()
     if log_scale or (
-        log_scale is None and losses.min() > 0 and losses.max() > LOG_RANGE * losses.min()
+        log_scale is None
+        and len(losses)
+        and losses.min() > 0
+        and losses.max() > LOG_RANGE * losses.min()
     ):
         ax.set_yscale("log")
+    divergence = results.divergence(lr)
+    if divergence is not None:
+        ax.axvline(divergence.epoch, color="black", linestyle=":", linewidth=0.9)
+        ax.plot(
+            [divergence.epoch],
+            [1.0],
+            "X",
+            transform=ax.get_xaxis_transform(),
+            color="black",
+            markeredgecolor="white",
+            markersize=8,
+            clip_on=False,
+            label=f"diverged at epoch {divergence.epoch}",
+        )
+        ax.legend(loc="lower left", fontsize=7)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(results_loss_label(results))
     ax.set_title("Training loss")
     integer_epochs(ax)
     return marker
+
+
+def _diverged_suffix(results: SavedResults, lr: float) -> str:
+    divergence = results.divergence(lr)
+    return "" if divergence is None else f" (diverged at epoch {divergence.epoch})"
 
 
 def _save_gif(animation: FuncAnimation, path: Path, dpi: int) -> Path:
@@ -298,25 +328,30 @@ def network_animation(
     name: str = "network.gif",
     dpi: int = 100,
     log_scale: bool | None = None,
+    folder: str | Path | None = None,
 ) -> Path:
     """Animate the diagram through training beside the loss curve; write ``network.gif``.
 
     One frame per recorded epoch, or every ``stride``-th; a marker on the loss curve shows
     the current epoch. The loss axis is logarithmic if ``log_scale``, or by default when the
-    loss falls by more than a factor :data:`LOG_RANGE`.
+    loss falls by more than a factor :data:`LOG_RANGE`. Written into ``folder`` (default: the
+    results folder). A diverged run is animated up to its last finite row.
     """
     from matplotlib.animation import FuncAnimation
 
     results = as_results(source)
     lr = results.learning_rates[0] if lr is None else lr
-    history = results.histories[lr]
+    history = results.finite_history(lr)
+    if history.empty:
+        raise StellarnetError(f"{results.folder}: {lr_label(lr)} has no finite row to animate")
     epochs = frame_epochs([int(e) for e in history["epoch"]], stride)
     with style():
         fig = new_figure(WIDE)
         net_ax, loss_ax = fig.subplots(1, 2, width_ratios=[1.7, 1])
         artists = _diagram(fig, net_ax, results, parameter_scale(results, lr))
         marker = _loss_panel(loss_ax, results, lr, log_scale)
-        title = fig.suptitle(f"{_description(results)}, {lr_label(lr)}: epoch {epochs[-1]}")
+        label = lr_label(lr) + _diverged_suffix(results, lr)
+        title = fig.suptitle(f"{_description(results)}, {label}: epoch {epochs[-1]}")
         fig.draw_without_rendering()  # lay out once with the longest title, then freeze
         fig.set_layout_engine("none")
 
@@ -324,8 +359,8 @@ def network_animation(
             row = history_row(history, epoch)
             artists.update(row, inactive_units(history, results.layer_sizes, epoch))
             marker.set_data([epoch], [row["loss"]])
-            title.set_text(f"{_description(results)}, {lr_label(lr)}: epoch {epoch}")
+            title.set_text(f"{_description(results)}, {label}: epoch {epoch}")
             return []
 
         animation = FuncAnimation(fig, draw, frames=epochs, blit=False, repeat=False)
-        return _save_gif(animation, Path(results.folder) / name, dpi)
+        return _save_gif(animation, Path(folder or results.folder) / name, dpi)

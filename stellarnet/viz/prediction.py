@@ -14,7 +14,14 @@ import pandas as pd
 from stellarnet.data.datasets import ColumnSpec, transform_column, valid_rows
 from stellarnet.errors import StellarnetError
 from stellarnet.results.analysis import network_loss, prediction_curve, residuals
-from stellarnet.results.saved import SavedResults, as_results, history_row, lr_label
+from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.divergence import (
+    diverged_rates,
+    drawn_rates,
+    finite_curve,
+    note_off_axes,
+    weights_note,
+)
 from stellarnet.viz.style import (
     WIDE,
     axis_label,
@@ -22,7 +29,7 @@ from stellarnet.viz.style import (
     new_figure,
     write_figure,
 )
-from stellarnet.viz.training import rates_title
+from stellarnet.viz.training import rates_title, status_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -118,23 +125,29 @@ def _catalog_points(
         fig.colorbar(points, ax=ax, label=axis_label(COLOR_COLUMN, results.unit(COLOR_COLUMN)))
 
 
-def _prediction_curves(ax: Axes, results: SavedResults, epoch: int | None) -> np.ndarray:
-    """Each learning rate's prediction (log Teff on x, log L on y); return all predicted x."""
-    curves = []
+def _prediction_curves(ax: Axes, results: SavedResults, epoch: int | None) -> dict:
+    """Each learning rate's prediction (log Teff on x, log L on y); return the lines drawn
+    by learning rate. A diverged rate is drawn with its last finite weights, and a rate with
+    none is named in the legend only."""
+    lines = {}
     for position, lr in enumerate(results.learning_rates):
-        curve_x, curve_y = prediction_curve(results, lr, epoch)
-        shown = int(history_row(results.histories[lr], epoch)["epoch"])
-        loss = network_loss(results, results.layers(lr, epoch))
-        ax.plot(
+        shown = results.weights_epoch(lr, epoch)
+        if shown is None:
+            label = f"network, {status_label(results, lr)}: no finite weights, not drawn"
+            ax.plot([], [], color=lr_color(position), linewidth=2, label=label)
+            continue
+        curve_x, curve_y = finite_curve(prediction_curve(results, lr, shown))
+        loss = network_loss(results, results.layers(lr, shown))
+        (lines[lr],) = ax.plot(
             curve_y,
             curve_x,
             color=lr_color(position),
             linewidth=2,
             zorder=4,
-            label=f"network, {lr_label(lr)}, after epoch {shown} (loss {loss:.4g})",
+            label=f"network, {lr_label(lr)}{weights_note(results, lr, wrap=True)}, after "
+            f"epoch {shown} (loss {loss:.4g})",
         )
-        curves.append(curve_y)
-    return np.concatenate(curves)
+    return lines
 
 
 def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
@@ -151,9 +164,12 @@ def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
     _catalog_points(fig, ax, results, stars, x_values, y_values)
     if len(stars) > CROWDED:
         density_contours(ax, x_values, y_values)
-    predicted = _prediction_curves(ax, results, epoch)
+    lines = _prediction_curves(ax, results, epoch)
+    predicted = np.concatenate([line.get_xdata() for line in lines.values()] or [x_values])
     ax.set_xlim(*reversed(_limits(x_values, predicted)))
     ax.set_ylim(*_limits(y_values, y_values))
+    if diverged_rates(results):
+        note_off_axes(ax, results, lines)
     ax.set_xlabel(axis_label(target.column, results.unit(target.column), x_log))
     ax.set_ylabel(axis_label(feature.column, results.unit(feature.column), y_log))
     ax.set_title(f"HR relation and network prediction ({rates_title(results)})")
@@ -190,6 +206,11 @@ def _residual_panel(
     all but vanish."""
     lr = results.learning_rates[position]
     x, resid = residuals(results, lr, epoch)
+    if not np.all(np.isfinite(resid)):  # the weights of a diverging run overflowed
+        keep = np.isfinite(resid)
+        x, resid = x[keep], resid[keep]
+        if not keep.any():
+            return float("nan")
     dots = {"s": 3, "alpha": 0.3} if len(x) > CROWDED else {"s": 14, "alpha": 0.8}
     ax.scatter(x, resid, color=lr_color(position), linewidths=0, rasterized=True, **dots)
     centres, medians = _binned_medians(x, resid, bins)
@@ -211,23 +232,43 @@ def _residual_panel(
 
 def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 20) -> Figure:
     """Predicted minus true target (in its log space if it is logged) vs the input in catalog
-    units, one panel per learning rate, with the binned median and the RMS."""
+    units, one panel per learning rate, with the binned median and the RMS.
+
+    Rates that diverged are left out (named in the title) when others trained to the end;
+    if every rate diverged, each is drawn with its last finite weights on its own y scale.
+    """
     check_one_input_and_output(results, "residuals")
     target = results.target
-    rates = results.learning_rates
+    rates = drawn_rates(results)
     fig = new_figure(WIDE if len(rates) > 1 else None)
-    axes = fig.subplots(1, len(rates), sharey=True, squeeze=False)[0]
+    diverged = bool(rates) and results.divergence(rates[0]) is not None
+    axes = fig.subplots(1, max(len(rates), 1), sharey=not diverged, squeeze=False)[0]
     y_log = "log10" in target.transforms
     unit = "dex" if y_log else results.unit(target.column)
     unit_text = f" {unit}" if unit else ""
-    for position, (ax, lr) in enumerate(zip(axes, rates, strict=True)):
-        rms = _residual_panel(ax, results, position, epoch, bins)
-        shown = int(history_row(results.histories[lr], epoch)["epoch"])
-        ax.set_title(f"{lr_label(lr)}, after epoch {shown}: RMS {rms:.3f}{unit_text}")
+    for ax, lr in zip(axes, rates, strict=False):
+        shown = results.weights_epoch(lr, epoch)
+        rms = _residual_panel(ax, results, results.learning_rates.index(lr), shown, bins)
+        if diverged:
+            ax.set_title(
+                f"{status_label(results, lr)}:\nlast finite weights (epoch {shown}), "
+                f"RMS {rms:.3g}{unit_text}",
+                fontsize=8,
+            )
+        else:
+            ax.set_title(f"{lr_label(lr)}, after epoch {shown}: RMS {rms:.3f}{unit_text}")
     prefix = "log$_{10}$ " if y_log else ""
     axes[0].set_ylabel(f"predicted - true {prefix}{target.column}" + (f" [{unit}]" if unit else ""))
-    fig.suptitle("Residuals of the network's prediction")
+    fig.suptitle("Residuals of the network's prediction" + _left_out_note(results, rates))
     return fig
+
+
+def _left_out_note(results: SavedResults, rates: list[float]) -> str:
+    left_out = [lr for lr in results.learning_rates if lr not in rates]
+    if not left_out:
+        return ""
+    names = ", ".join(f"{lr_label(lr)} (epoch {results.divergence(lr).epoch})" for lr in left_out)
+    return f"\nnot drawn, diverged: {names}"
 
 
 def residuals_figure(source: str | Path | SavedResults, epoch: int | None = None) -> Path:

@@ -95,7 +95,7 @@ Block = Heading | Paragraph | Items | TableBlock | Picture
 
 
 def _number(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.6g}"
+    return "nan" if math.isnan(value) else f"{value:.6g}"
 
 
 SUMMARY_NOTE = (
@@ -105,22 +105,34 @@ SUMMARY_NOTE = (
 )
 
 
+def _final_loss(results: SavedResults, lr: float) -> str:
+    """The loss of the final weights; for a diverged run, of its last finite weights."""
+    shown = results.weights_epoch(lr)
+    if shown is None:
+        return "no finite weights"
+    loss = _number(network_loss(results, results.layers(lr, shown)))
+    return loss if results.divergence(lr) is None else f"{loss} (last finite: epoch {shown})"
+
+
 def summary_table(results: SavedResults) -> Table:
-    """Per learning rate: epochs, initial, last and lowest recorded loss, the loss of the final
-    weights, and the dead hidden units."""
+    """Per learning rate: epochs (and whether it diverged), initial, last and lowest recorded
+    loss, the loss of the final weights, and the dead hidden units."""
     rows = []
     for lr, history in results.histories.items():
-        trained = history[history["epoch"] >= 1]
+        finite = results.finite_history(lr)
+        trained = finite[finite["epoch"] >= 1]
         best = trained.loc[trained["loss"].idxmin()] if not trained.empty else history.iloc[0]
+        divergence = results.divergence(lr)
+        epochs = str(int(history["epoch"].max()))
         rows.append(
             [
                 f"{lr:g}",
-                str(int(history["epoch"].max())),
+                epochs if divergence is None else f"{epochs} (diverged)",
                 _number(float(history["loss"].iloc[0])),
                 _number(float(history["loss"].iloc[-1])),
                 f"{_number(float(best['loss']))} (epoch {int(best['epoch'])})",
-                _number(network_loss(results, results.layers(lr))),
-                describe_dead(dead_units(history, results.layer_sizes)),
+                _final_loss(results, lr),
+                describe_dead(dead_units(finite, results.layer_sizes)),
             ]
         )
     header = [
@@ -133,6 +145,24 @@ def summary_table(results: SavedResults) -> Table:
         "dead hidden units",
     ]
     return header, rows
+
+
+def status_item(results: SavedResults) -> str:
+    """``Status: complete``, or which rates diverged where and what the figures draw of them."""
+    diverged = [lr for lr in results.learning_rates if results.divergence(lr) is not None]
+    if not diverged:
+        return f"Status: {results.status}"
+    where = "; ".join(f"{lr_label(lr)} {results.divergence(lr).describe()}" for lr in diverged)
+    ends = (
+        f"Status: {results.status}. {where}. The history of a diverged run ends with its first "
+        "row that is not finite; "
+    )
+    if len(diverged) == len(results.histories):
+        return ends + "the figures draw the rows before it and the weights of the last one"
+    return ends + (
+        "the loss figure draws the rows before it, the HR and fit figures the last finite "
+        "weights (and say so); the residuals and the loss landscape leave it out"
+    )
 
 
 def provenance_items(results: SavedResults) -> list[str]:
@@ -155,6 +185,7 @@ def provenance_items(results: SavedResults) -> list[str]:
         f"Training: {training['optimizer']}, loss {training['loss']}, {training['epochs']} "
         f"epochs, full batch, learning rate(s) "
         + ", ".join(f"{lr:g}" for lr in results.learning_rates),
+        status_item(results),
         f"Data: {features} -> `{target['column']}` ({', '.join(target['transforms']) or 'as is'})"
         + (
             f"; {data['rows_kept']} of {data['rows_total']} rows kept, shuffled with seed "
@@ -185,9 +216,14 @@ def provenance_items(results: SavedResults) -> list[str]:
     return items
 
 
-def _figure_blocks(results: SavedResults) -> list[Block]:
+def _figure_blocks(results: SavedResults, staged: Path | None = None) -> list[Block]:
+    """The figures present in the folder (or just drawn into ``staged``, to be moved there)."""
     folder = results.folder
     blocks: list[Block] = []
+
+    def present(name: str) -> bool:
+        return (folder / name).is_file() or (staged is not None and (staged / name).is_file())
+
     places = [("", "", [stem for stem, _ in FIGURES])]
     if results.is_sweep:
         places += [
@@ -197,10 +233,10 @@ def _figure_blocks(results: SavedResults) -> list[Block]:
     for prefix, note, stems in places:
         for stem in stems:
             caption = captions[stem]
-            if (folder / f"{prefix}{stem}.png").is_file():
-                pdf = f"{prefix}{stem}.pdf" if (folder / f"{prefix}{stem}.pdf").is_file() else None
+            if present(f"{prefix}{stem}.png"):
+                pdf = f"{prefix}{stem}.pdf" if present(f"{prefix}{stem}.pdf") else None
                 blocks.append(Picture(f"{prefix}{stem}.png", caption + note, pdf))
-        if (folder / f"{prefix}network.gif").is_file():
+        if present(f"{prefix}network.gif"):
             blocks.append(
                 Picture(
                     f"{prefix}network.gif",
@@ -221,9 +257,13 @@ def _thinned(history: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 
 def report_blocks(
-    results: SavedResults, digits: int = 4, max_columns: int = MAX_COLUMNS
+    results: SavedResults,
+    digits: int = 4,
+    max_columns: int = MAX_COLUMNS,
+    staged: Path | None = None,
 ) -> list[Block]:
-    """The report's content, rendered by :func:`render_markdown` and :func:`render_html`."""
+    """The report's content, rendered by :func:`render_markdown` and :func:`render_html`;
+    it shows the figures in the results folder or in ``staged``."""
     description = results.config.get("description", "")
     kind = "sweep" if results.is_sweep else "run"
     blocks: list[Block] = [
@@ -240,7 +280,7 @@ def report_blocks(
         TableBlock(summary_table(results)),
         Paragraph(SUMMARY_NOTE),
         Heading(2, "Figures"),
-        *_figure_blocks(results),
+        *_figure_blocks(results, staged),
         Heading(2, "History tables"),
     ]
     for lr, history in results.histories.items():
@@ -339,11 +379,14 @@ def render_html(blocks: list[Block], title: str) -> str:
 
 
 def write_report(
-    results: SavedResults, digits: int = 4, max_columns: int = MAX_COLUMNS
+    results: SavedResults,
+    digits: int = 4,
+    max_columns: int = MAX_COLUMNS,
+    folder: Path | None = None,
 ) -> list[Path]:
-    """Write ``report.md`` and ``report.html`` into the results folder (after the figures, so
-    that it shows those present)."""
-    blocks = report_blocks(results, digits, max_columns)
+    """Write ``report.md`` and ``report.html`` into ``folder`` (default: the results folder),
+    after the figures, so that it shows those present there or in the results folder."""
+    blocks = report_blocks(results, digits, max_columns, folder)
     title = f"{results.experiment}: {'sweep' if results.is_sweep else 'run'} report"
     texts = {"report.md": render_markdown(blocks), "report.html": render_html(blocks, title)}
-    return write_texts(results.folder, texts)
+    return write_texts(results.folder if folder is None else folder, texts)

@@ -27,7 +27,7 @@ from stellarnet.viz.style import math_name
 if TYPE_CHECKING:
     from stellarnet.results.saved import SavedResults
 
-_NUMBER = re.compile(r"-?[0-9]*\.?[0-9]*")
+_NUMBER = re.compile(r"-?(?:[0-9]*\.?[0-9]*|inf|nan)")
 
 MAX_COLUMNS = 8
 """Columns per group besides ``epoch``: nine numeric columns of 4 decimals fit the text width
@@ -37,10 +37,13 @@ Table = tuple[list[str], list[list[str]]]
 """(column names, rows of formatted cells)."""
 
 
-def format_value(value: float, digits: int) -> str:
-    """``value`` rounded to ``digits`` decimals; '' for NaN; never ``-0.0000``."""
+def format_value(value: float, digits: int, nan: str = "") -> str:
+    """``value`` rounded to ``digits`` decimals; ``nan`` for NaN (blank: not recorded);
+    ``inf``, ``-inf`` for infinities; never ``-0.0000``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
+        return nan
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
     text = f"{float(value):.{digits}f}"
     if text.startswith("-") and float(text) == 0:
         text = text[1:]
@@ -77,12 +80,14 @@ def column_groups(columns: list[str], max_columns: int = MAX_COLUMNS) -> list[li
 def history_tables(
     history: pd.DataFrame, digits: int = 4, max_columns: int = MAX_COLUMNS
 ) -> list[Table]:
-    """The history as formatted column groups, each led by ``epoch``."""
+    """The history as formatted column groups, each led by ``epoch``. Row 0's empty cells
+    (no gradient before the first update) are blank; a NaN in a later row (a run that
+    diverged) is written ``nan``."""
     tables = []
     epochs = [str(int(e)) for e in history["epoch"]]
     for group in column_groups(list(history.columns), max_columns):
         rows = [
-            [epoch, *(format_value(v, digits) for v in values)]
+            [epoch, *(format_value(v, digits, "" if epoch == "0" else "nan") for v in values)]
             for epoch, values in zip(epochs, history[group].itertuples(index=False), strict=True)
         ]
         tables.append((["epoch", *group], rows))

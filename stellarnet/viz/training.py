@@ -13,6 +13,7 @@ import pandas as pd
 from stellarnet.params import parameter_names
 from stellarnet.results.analysis import dead_units, describe_dead
 from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.divergence import finite_note, mark_divergence
 from stellarnet.viz.style import (
     WIDE,
     integer_epochs,
@@ -44,35 +45,50 @@ def rates_title(results: SavedResults) -> str:
 # --- loss ----------------------------------------------------------------------------------
 
 
-def draw_loss_lines(ax: Axes, results: SavedResults) -> None:
-    """One loss line per learning rate, in its colour and labelled ``LR=...``.
+def status_label(results: SavedResults, lr: float) -> str:
+    """``"LR=0.1"``, or ``"LR=3, diverged at epoch 25"`` for a rate that diverged."""
+    divergence = results.divergence(lr)
+    label = lr_label(lr)
+    return label if divergence is None else f"{label}, diverged at epoch {divergence.epoch}"
+
+
+def draw_loss_lines(ax: Axes, results: SavedResults, log_scale: bool = False) -> None:
+    """One loss line per learning rate, in its colour and labelled ``LR=...``; the y axis on
+    a log scale if ``log_scale``.
 
     Epoch 0 is left out: its loss is the initial model's, the same number as epoch 1's (both
-    are computed before the first update).
+    are computed before the first update). A rate that diverged is drawn up to its last
+    finite row and ends with a cross where its loss stopped being finite (see
+    :func:`stellarnet.viz.divergence.mark_divergence`).
     """
-    for position, (lr, history) in enumerate(results.histories.items()):
+    lines = {}
+    for position, lr in enumerate(results.learning_rates):
+        history = results.finite_history(lr)
         trained = history[history["epoch"] >= 1]
-        ax.plot(
+        (lines[lr],) = ax.plot(
             trained["epoch"],
             trained["loss"],
             color=lr_color(position),
-            label=lr_label(lr),
+            label=status_label(results, lr),
             marker="o" if len(trained) <= MAX_MARKED_EPOCHS else None,
             markersize=3,
         )
+    if log_scale:
+        ax.set_yscale("log")
+    diverged = any(results.divergence(lr) for lr in results.learning_rates)
+    if diverged:
+        mark_divergence(ax, results, lines)
     integer_epochs(ax)
-    ax.legend()
+    ax.legend(**({"fontsize": 7} if diverged else {}))
 
 
 def plot_loss(results: SavedResults, log_scale: bool = False) -> Figure:
     """Loss vs epoch, one line per learning rate, titled like the assignment."""
     fig = new_figure()
     ax = fig.add_subplot()
-    draw_loss_lines(ax, results)
+    draw_loss_lines(ax, results, log_scale)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(results_loss_label(results))
-    if log_scale:
-        ax.set_yscale("log")
     ax.set_title(f"Training Loss vs Epochs ({rates_title(results)})")
     return fig
 
@@ -141,11 +157,11 @@ def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters
     a cross where a unit died during training.
     """
     kinds = KINDS[which]
-    history = results.histories[lr]
+    history = results.finite_history(lr)
     if which == "gradients":
         history = history[history["epoch"] >= 1]  # epoch 0 makes no step, so has no gradient
     sizes = results.layer_sizes
-    dead = dead_units(results.histories[lr], sizes)
+    dead = dead_units(results.finite_history(lr), sizes)
     n_layers = len(sizes) - 1
     fig = new_figure((max(WIDE[0], 3.4 * n_layers), WIDE[1] * 1.3))
     axes = fig.subplots(len(kinds), n_layers, sharex=True, squeeze=False)
@@ -158,7 +174,7 @@ def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters
     title = "Parameters" if which == "parameters" else "Gradients (d loss / d parameter)"
     fig.suptitle(
         f"{title} vs epoch ({lr_label(lr)})\ndead units (zero gradient to the end): "
-        f"{describe_dead(dead)}",
+        f"{describe_dead(dead)}" + finite_note(results, lr),
         fontsize=9,
     )
     return fig

@@ -1,0 +1,125 @@
+"""The catalog a saved run was trained on, and the (x, y) it built from it.
+
+Read from the path recorded in ``run.json`` (or a copy given with ``--catalog``) and used only
+if its sha256 is the one recorded there; the dataset is rebuilt exactly as the run built it
+and checked against the row count and transform parameters ``run.json`` records.
+:class:`stellarnet.results.saved.SavedResults` reads a run's catalog and dataset through here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stellarnet.data.datasets import ColumnSpec, Dataset, Split, invert_transforms, make_dataset
+from stellarnet.data.registry import recorded_catalog
+from stellarnet.data.tables import read_catalog_csv
+from stellarnet.errors import CatalogError
+from stellarnet.files import sha256_file
+
+
+def column_spec(entry: Mapping[str, Any] | str) -> ColumnSpec:
+    """A ``run.json`` column entry (``{"column": ..., "transforms": [...]}``, or a bare name)
+    as a :class:`~stellarnet.data.datasets.ColumnSpec`."""
+    if isinstance(entry, str):
+        return ColumnSpec(entry)
+    return ColumnSpec(str(entry["column"]), tuple(entry.get("transforms", ())))
+
+
+def catalog_path(record: Mapping[str, Any], override: str | Path | None = None) -> Path:
+    """The catalog file of a run: ``override``, else ``run.json``'s ``catalog_path`` (relative
+    paths are relative to the working directory; a shipped catalog with the recorded sha256
+    stands in for one that is gone, see :func:`stellarnet.data.registry.recorded_catalog`)."""
+    if override is not None:
+        return Path(override)
+    if "catalog_path" not in record:
+        raise CatalogError("run.json records no catalog_path; pass the run's catalog (--catalog)")
+    return recorded_catalog(record["catalog_path"], record.get("catalog_sha256"))
+
+
+def load_run_catalog(
+    record: Mapping[str, Any], columns: Sequence[str], override: str | Path | None = None
+) -> pd.DataFrame:
+    """Read the catalog a run was trained on, refusing it unless its sha256 is the recorded one.
+
+    Raises
+    ------
+    CatalogError
+        If the file is missing, has changed since the run, or lacks ``columns``.
+    """
+    path = catalog_path(record, override)
+    expected = str(record.get("catalog_sha256", ""))
+    fix = f"Restore the original file, or pass --catalog with a copy whose sha256 is {expected}"
+    if not path.is_file():
+        raise CatalogError(f"the run's catalog {path} does not exist. {fix}.")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise CatalogError(
+            f"the run's catalog {path} has changed since the run (sha256 {actual[:12]}... != "
+            f"{expected[:12]}... recorded in run.json), so it is not the data the network was "
+            f"trained on. {fix}."
+        )
+    return read_catalog_csv(path, columns)
+
+
+def rebuild_dataset(record: Mapping[str, Any], frame: pd.DataFrame) -> Dataset:
+    """Rebuild the run's (x, y) as the run built them: its ``[dataset] rows``, its shuffle
+    seed (none if ``shuffle = false``), its split and column specs; then check the row count
+    and the fitted transform parameters against those recorded in ``run.json``."""
+    config = record["config"]
+    spec = config["dataset"]
+    rows = spec.get("rows")
+    if rows is not None:
+        if max(rows, default=-1) >= len(frame):
+            raise CatalogError(
+                f"the run used catalog rows {rows}, but the catalog has {len(frame)} rows"
+            )
+        frame = frame.iloc[list(rows)]
+    dataset = make_dataset(
+        frame,
+        [column_spec(entry) for entry in spec["features"]],
+        column_spec(spec["target"]),
+        seed=config.get("seed") if spec.get("shuffle", True) else None,
+        source="run catalog",
+        split=Split(**spec["split"]) if "split" in spec else None,
+    )
+    recorded = record.get("dataset", {})
+    if recorded.get("rows_kept", dataset.rows) != dataset.rows:
+        raise CatalogError(
+            f"the catalog gives {dataset.rows} usable rows where run.json records "
+            f"{recorded['rows_kept']}; the run cannot be reproduced from it"
+        )
+    params = recorded.get("transform_params")
+    if params is not None and not _same_params(params, dataset.transform_params):
+        raise CatalogError(
+            "the catalog gives transform parameters different from run.json's "
+            f"({dataset.transform_params} != {params}); the run cannot be reproduced from it"
+        )
+    return dataset
+
+
+def _same_params(recorded: Any, rebuilt: Any) -> bool:
+    if isinstance(recorded, Mapping) and isinstance(rebuilt, Mapping):
+        return recorded.keys() == rebuilt.keys() and all(
+            _same_params(recorded[key], rebuilt[key]) for key in recorded
+        )
+    if isinstance(recorded, list) and isinstance(rebuilt, list):
+        return len(recorded) == len(rebuilt) and all(
+            _same_params(a, b) for a, b in zip(recorded, rebuilt, strict=True)
+        )
+    if isinstance(recorded, int | float) and isinstance(rebuilt, int | float):
+        return math.isclose(recorded, rebuilt, rel_tol=1e-12, abs_tol=1e-12)
+    return recorded == rebuilt
+
+
+def log_space(values: np.ndarray, params: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, bool]:
+    """Undo the transforms applied after the last ``log10`` (e.g. min-max scaling), giving the
+    values in log10 units; with no ``log10``, undo them all. Returns (values, is_log)."""
+    steps = [step["transform"] for step in params]
+    start = len(steps) - steps[::-1].index("log10") if "log10" in steps else 0
+    return invert_transforms(values, list(params[start:])), start > 0
