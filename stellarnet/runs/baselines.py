@@ -7,6 +7,12 @@
     MSE, then refitted on all training rows. The validation rows are the config's
     validation split; without one, :data:`CARVE_FRACTION` of the training rows, picked with
     ``numpy.random.default_rng(seed)`` (the record says which).
+``random_forest`` (photo-z comparisons only, ``forest=True``)
+    ``sklearn.ensemble.RandomForestRegressor`` with the fixed setting :data:`FOREST_SETTINGS`
+    (200 trees, at least 3 training rows per leaf, fitted with 2 jobs) and ``random_state``
+    = the config's seed, so the same seed gives the same forest; it predicts with one job,
+    so that the same seed gives the same predictions to the bit. Not tuned: trees of this size are
+    the photo-z literature's usual baseline (MLZ's TPZ, the catalog's source, is one).
 ``mean``
     ``sklearn.dummy.DummyRegressor``: the training mean for every row (R^2 about 0), the
     floor any model should beat.
@@ -28,6 +34,8 @@ KNN_GRID = (1, 2, 3, 5, 8, 13, 21, 34, 55)
 """Candidate k of the nearest-neighbours baseline (values above the fitting rows are skipped)."""
 CARVE_FRACTION = 0.2
 """Share of the training rows held out to choose k when the config has no validation split."""
+FOREST_SETTINGS = {"n_estimators": 200, "min_samples_leaf": 3, "n_jobs": 2}
+"""The random forest's fixed setting (``random_state`` is the config's seed)."""
 
 
 @dataclass
@@ -87,11 +95,21 @@ def choose_k(
     return best, scores
 
 
-def fit_baselines(dataset: Dataset, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def random_forest(seed: int) -> Any:
+    """An unfitted ``RandomForestRegressor`` of :data:`FOREST_SETTINGS`, seeded with ``seed``."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(**FOREST_SETTINGS, random_state=seed)
+
+
+def fit_baselines(
+    dataset: Dataset, seed: int, forest: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the scikit-learn baselines on the training rows; predict the test rows.
 
-    Returns the predictions (``linear``, ``knn``, ``mean``; each ``(n_test,)``) and a record
-    of how k was chosen.
+    Returns the predictions (``linear``, ``knn``, with ``forest`` ``random_forest``, then
+    ``mean``; each ``(n_test,)``, in the units the config transforms the target to) and a
+    record of how k was chosen.
     """
     from sklearn.dummy import DummyRegressor
     from sklearn.linear_model import LinearRegression
@@ -103,8 +121,13 @@ def fit_baselines(dataset: Dataset, seed: int) -> tuple[dict[str, np.ndarray], d
     predictions = {
         "linear": LinearRegression().fit(x, y).predict(dataset.x_test),
         "knn": KNeighborsRegressor(n_neighbors=k).fit(x, y).predict(dataset.x_test),
-        "mean": DummyRegressor(strategy="mean").fit(x, y).predict(dataset.x_test),
     }
+    if forest:
+        fitted = random_forest(seed).fit(x, y)
+        # Threads add the trees' outputs in whatever order they finish: predict on one, so
+        # that the sum runs in tree order and the same seed gives the same bits.
+        predictions["random_forest"] = fitted.set_params(n_jobs=1).predict(dataset.x_test)
+    predictions["mean"] = DummyRegressor(strategy="mean").fit(x, y).predict(dataset.x_test)
     knn = {
         "k": k,
         "validation": rows.source,
@@ -119,5 +142,7 @@ def baseline_details(knn: dict[str, Any]) -> dict[str, str]:
     return {
         "linear": "sklearn LinearRegression",
         "knn": f"sklearn KNeighborsRegressor, k={knn['k']} chosen on validation",
+        "random_forest": "sklearn RandomForestRegressor, {n_estimators} trees, "
+        "min_samples_leaf {min_samples_leaf}".format(**FOREST_SETTINGS),
         "mean": "sklearn DummyRegressor (training mean)",
     }

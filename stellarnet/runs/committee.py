@@ -22,7 +22,10 @@ Two engines give the same members (up to float32 rounding):
 ``"sequential"``
     One :func:`stellarnet.runs.experiment.train_config` run per member on the resampled rows (row i
     repeated ``counts[k, i]`` times; mini-batch shuffle seeded with ``config.seed + k``).
-    Honours every training setting of the config (mini-batches, dropout, L2, ``val_loss``).
+    Honours every training setting of the config (mini-batches, dropout, L2, ``val_loss``,
+    early stopping: a member with ``[training] patience`` stops on its own ``val_loss`` and
+    keeps its best epoch's weights, as the single network does; each member's stopping
+    record is in :meth:`Committee.summary`).
 
 ``"auto"`` (default) picks stacked when the config allows it, else sequential, so a
 committee always trains exactly as the config's single network does.
@@ -72,6 +75,9 @@ class Committee:
         Initial-weight seed of each member.
     wall_time_s : float
         Training time.
+    early_stopping : list of dict
+        Each member's early-stopping record (best and stopped epoch), for configs with
+        ``[training] patience``; empty otherwise.
     """
 
     members: list[Layers]
@@ -82,6 +88,7 @@ class Committee:
     output_activation: str
     seeds: list[int]
     wall_time_s: float = 0.0
+    early_stopping: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -114,7 +121,7 @@ class Committee:
             "distinct_rows_fraction": [round(float(f), 4) for f in drawn],
             "prediction": "mean over members; uncertainty: std over members (ddof=1)",
             "wall_time_s": round(self.wall_time_s, 3),
-        }
+        } | ({"early_stopping": self.early_stopping} if self.early_stopping else {})
 
 
 def bootstrap_counts(rows: int, size: int, seed: int) -> np.ndarray:
@@ -183,7 +190,7 @@ def train_committee(
     seeds = member_seeds(config, size)
     counts = bootstrap_counts(len(dataset.y), size, config.seed)
     train = _train_stacked if engine == "stacked" else _train_sequential
-    members, history = train(config, dataset, seeds, counts, progress)
+    members, history, stopping = train(config, dataset, seeds, counts, progress)
     model = config.model
     return Committee(
         members,
@@ -194,6 +201,7 @@ def train_committee(
         model.output_activation,
         seeds,
         time.perf_counter() - started,
+        stopping,
     )
 
 
@@ -203,7 +211,7 @@ def _train_stacked(
     seeds: list[int],
     counts: np.ndarray,
     progress: bool,
-) -> tuple[list[Layers], pd.DataFrame]:
+) -> tuple[list[Layers], pd.DataFrame, list[dict[str, Any]]]:
     from stellarnet.train.stacked import train_stacked
 
     spec = config.training
@@ -218,7 +226,7 @@ def _train_stacked(
         context=f"committee of {len(seeds)}, optimizer {spec.optimizer}, "
         f"learning rate {spec.learning_rate}",
     )
-    return recorder.final_layers(), history
+    return recorder.final_layers(), history, []  # stacked: no validation rows, no stopping
 
 
 def _train_sequential(
@@ -227,19 +235,23 @@ def _train_sequential(
     seeds: list[int],
     counts: np.ndarray,
     progress: bool,
-) -> tuple[list[Layers], pd.DataFrame]:
+) -> tuple[list[Layers], pd.DataFrame, list[dict[str, Any]]]:
     from stellarnet.runs.experiment import train_config
     from stellarnet.train.models import build_model, model_layers
 
-    members, parts = [], []
+    members, parts, stopping = [], [], []
     for member, (seed, count) in enumerate(zip(seeds, counts, strict=True)):
         rows = np.repeat(np.arange(len(count)), count)
         sample = dataclasses.replace(dataset, x=dataset.x[rows], y=dataset.y[rows])
         one = dataclasses.replace(config, seed=seed)
         model = build_model(one.model, one.seed)
-        history = train_config(one, sample, progress, model=model)
+        history = train_config(one, sample, progress, model=model)  # best epoch restored
+        if "early_stopping" in history.attrs:
+            stopping.append({"member": member} | history.attrs["early_stopping"])
         history.insert(0, "member", member)
         parts.append(history)
         members.append(model_layers(model))
         log.info("committee member %d of %d trained", member + 1, len(seeds))
-    return members, pd.concat(parts, ignore_index=True)
+    for part in parts:
+        part.attrs = {}  # each member's stopping record is in ``stopping``
+    return members, pd.concat(parts, ignore_index=True), stopping
