@@ -77,17 +77,23 @@ def check_learning_rate(learning_rate: Any) -> float:
     return value
 
 
+def is_safe_name(value: object, pattern: re.Pattern[str], max_length: int) -> bool:
+    """Whether ``value`` is a string matching ``pattern`` whole, without ``..``, of at most
+    ``max_length`` characters: one path component that cannot climb out of its folder."""
+    return (
+        isinstance(value, str)
+        and pattern.fullmatch(value) is not None
+        and ".." not in value
+        and len(value) <= max_length
+    )
+
+
 def check_name(value: object, name: str = "name") -> str:
     """Return ``value`` if it is a safe experiment name (it becomes a folder under
     ``results/``): letters, digits, ``.``, ``_`` and ``-``, starting with a letter or a digit,
     no ``..``, at most 100 characters. Else raise ConfigError naming ``name``."""
-    if (
-        isinstance(value, str)
-        and SAFE_NAME.fullmatch(value)
-        and ".." not in value
-        and len(value) <= MAX_NAME_LENGTH
-    ):
-        return value
+    if is_safe_name(value, SAFE_NAME, MAX_NAME_LENGTH):
+        return value  # type: ignore[return-value]
     raise ConfigError(
         f"{name} must be a plain folder name (letters, digits, '.', '_' and '-', starting with "
         f"a letter or a digit, no '..', at most {MAX_NAME_LENGTH} characters), got {value!r}; "

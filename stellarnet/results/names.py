@@ -38,6 +38,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from stellarnet.checks import is_safe_name
 from stellarnet.errors import ResultsFolderError
 
 SWEEP = "sweep"
@@ -76,13 +77,8 @@ def check_folder_name(name: object) -> str:
     """Return ``name`` if it is a safe results folder name (one path component of letters,
     digits and ``. _ - = , +``, starting with a letter or digit, no ``..``, at most
     :data:`MAX_FOLDER_NAME` characters); else raise ResultsFolderError."""
-    if (
-        isinstance(name, str)
-        and SAFE_FOLDER_NAME.fullmatch(name)
-        and ".." not in name
-        and len(name) <= MAX_FOLDER_NAME
-    ):
-        return name
+    if is_safe_name(name, SAFE_FOLDER_NAME, MAX_FOLDER_NAME):
+        return name  # type: ignore[return-value]
     raise ResultsFolderError(
         f"results folder name {name!r} is not one safe folder name (letters, digits, "
         f"'.', '_', '-', '=', ',' and '+', no '..', at most {MAX_FOLDER_NAME} characters)"
