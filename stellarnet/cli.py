@@ -491,6 +491,14 @@ def report_run(folder, record: dict) -> None:
     )
     if record.get("catalog_provenance", {}).get("synthetic"):
         print(f"  data: SYNTHETIC ({record['catalog_path']}), not a measurement")
+    stopping = record.get("early_stopping")
+    if stopping:
+        stopped = stopping["stopped_epoch"]
+        print(
+            f"  early stopping: {'stopped after epoch ' + str(stopped) if stopped else 'ran all'}"
+            f"; weights of epoch {stopping['best_epoch']} kept "
+            f"(val_loss {stopping['best_val_loss']:.4g})"
+        )
     if record.get("test_metrics"):
         print(f"  test: {format_metrics(record['test_metrics'])}")
     print(f"  wrote {folder}/ (history.parquet, history.csv, run.json, loss.png, loss.pdf)")
