@@ -28,7 +28,8 @@ import pandas as pd
 import pytest
 
 from stellarnet.errors import ResultsDamaged, StellarnetError
-from stellarnet.results.saved import catalog_path, load_results
+from stellarnet.results.run_catalog import catalog_path
+from stellarnet.results.saved import load_results
 from stellarnet.results.status import Divergence
 from stellarnet.viz.figures import plot_hr, plot_loss, plot_residuals, regenerate
 

@@ -18,7 +18,8 @@ import pytest
 
 from stellarnet.errors import CatalogError, StellarnetError
 from stellarnet.results.analysis import dead_units, network_loss, parameter_matrix
-from stellarnet.results.saved import catalog_path, find_results, load_results
+from stellarnet.results.run_catalog import catalog_path
+from stellarnet.results.saved import find_results, load_results
 from stellarnet.viz.figures import (
     plot_hr,
     plot_loss,

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from stellarnet.params import Layers, parameter_names
-from stellarnet.results.saved import SavedResults, log_space
+from stellarnet.results.run_catalog import log_space
+from stellarnet.results.saved import SavedResults
 from stellarnet.schema import column_name
 
 LOSS_FUNCTIONS = {

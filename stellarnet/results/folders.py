@@ -43,10 +43,7 @@ from stellarnet.files import (
     staging_owner,
     staging_prefix,
 )
-from stellarnet.results.names import (  # noqa: F401 - rate_label: re-exported, it lived here
-    check_folder_name,
-    rate_label,
-)
+from stellarnet.results.names import check_folder_name
 from stellarnet.results.saved import RUN_JSON
 
 log = logging.getLogger(__name__)

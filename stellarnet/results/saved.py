@@ -26,13 +26,8 @@ from stellarnet.data.datasets import ColumnSpec, Dataset
 from stellarnet.errors import ResultsDamaged, StellarnetError
 from stellarnet.params import Layers, forward, layers_from_row
 from stellarnet.results.history import HISTORY_CSV, HISTORY_PARQUET, load_history
-from stellarnet.results.run_catalog import (  # noqa: F401 - catalog_path, log_space: re-exported
-    catalog_path,
-    column_spec,
-    load_run_catalog,
-    log_space,
-    rebuild_dataset,
-)
+from stellarnet.results.names import is_result_folder_name
+from stellarnet.results.run_catalog import column_spec, load_run_catalog, rebuild_dataset
 from stellarnet.results.status import COMPLETE, Divergence, divergences
 from stellarnet.results.verify import (
     RECORD_FIX,
@@ -320,17 +315,11 @@ def find_results(target: str | Path, results_dir: str | Path = "results") -> lis
         for name in (RUN_JSON, HISTORY_PARQUET, HISTORY_CSV)
         for path in root.rglob(name)
         if not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and (name == RUN_JSON or path.parent == root or _run_folder_name(path.parent.name))
+        and (name == RUN_JSON or path.parent == root or is_result_folder_name(path.parent.name))
     }
     if not folders:
         raise StellarnetError(f"no saved runs under {root}; run `stellarnet experiment` first")
     return sorted(folders, key=lambda p: (-len(p.parts), str(p)))
-
-
-def _run_folder_name(name: str) -> bool:
-    """Whether a folder's name is a run's or a sweep's (``lr=<rate>...``, ``sweep...``): one
-    of those holding a history but no run.json lost it (a committee's history has none)."""
-    return name.startswith(("lr=", "sweep"))
 
 
 def history_row(history: pd.DataFrame, epoch: int | None = None) -> pd.Series:

@@ -14,7 +14,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from stellarnet.checks import is_int
+from stellarnet.files import json_number
+from stellarnet.schema import first_divergence
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COMPLETE = "complete"
 DIVERGED = "diverged"
@@ -33,6 +40,22 @@ class Divergence:
     def describe(self) -> str:
         """``"diverged at epoch 25 (loss inf)"``."""
         return f"diverged at epoch {self.epoch} (loss {self.loss:.4g})"
+
+
+def divergence_record(history: pd.DataFrame) -> dict[str, Any] | None:
+    """``{"epoch": N, "loss": x}`` of the first row of ``history`` (one run's) that is not
+    finite, as ``run.json`` records it; None if every row is finite."""
+    found = first_divergence(history)
+    return None if found is None else {"epoch": found[0], "loss": json_number(found[1])}
+
+
+def run_status(history: pd.DataFrame) -> dict[str, Any]:
+    """A single run's ``{"status": "complete"}``, or ``{"status": "diverged", "diverged_at":
+    ...}`` (:func:`divergence_record`)."""
+    diverged = divergence_record(history)
+    if diverged is None:
+        return {"status": COMPLETE}
+    return {"status": DIVERGED, "diverged_at": diverged}
 
 
 def parse_loss(value: Any) -> float:
@@ -95,11 +118,6 @@ def divergences(record: Mapping[str, Any], problems: list[str] | None = None) ->
     training = config.get("training") if isinstance(config, Mapping) else None
     lr = training.get("learning_rate") if isinstance(training, Mapping) else None
     return {} if divergence is None or not is_number(lr) else {float(lr): divergence}
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (JSON's, so not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_number(value: Any) -> bool:

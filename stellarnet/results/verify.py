@@ -6,7 +6,7 @@ missing key, a missing column, a value that is not finite in a run recorded as c
 gap in the epochs, a learning rate without rows, a last loss other than the recorded one), and
 :func:`stellarnet.results.saved.load_results` raises them as one
 :class:`~stellarnet.errors.ResultsDamaged` (:func:`damaged`) naming the file and the fix. The
-catalog is checked by :func:`stellarnet.results.saved.load_run_catalog`; what a run's status
+catalog is checked by :func:`stellarnet.results.run_catalog.load_run_catalog`; what a run's status
 says about its history is in :mod:`stellarnet.results.status`.
 """
 
@@ -20,15 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stellarnet.checks import is_int
 from stellarnet.errors import ResultsDamaged
-from stellarnet.results.status import (
-    COMPLETE,
-    RUN_STATUSES,
-    Divergence,
-    divergences,
-    is_int,
-    is_number,
-)
+from stellarnet.results.status import COMPLETE, RUN_STATUSES, Divergence, divergences, is_number
 from stellarnet.schema import RECORD_GROUPS, parameter_names, parse_column
 from stellarnet.vocabulary import ACTIVATIONS, LOSSES
 

@@ -50,9 +50,10 @@ from stellarnet.results.history import (
     save_history,
 )
 from stellarnet.results.saved import RUN_JSON
+from stellarnet.results.status import run_status
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.naming import run_folder
-from stellarnet.schema import HistorySchema, first_divergence
+from stellarnet.schema import HistorySchema
 
 log = logging.getLogger(__name__)
 
@@ -160,17 +161,6 @@ def history_size(config: ExperimentConfig, members: int = 1, extra_columns: int 
         f"of {format_bytes(HISTORY_BUDGET_BYTES)} (stellarnet.results.history."
         f"HISTORY_BUDGET_BYTES); {fix}"
     )
-
-
-def run_status(history: pd.DataFrame) -> dict[str, Any]:
-    """``{"status": "complete"}``, or for a history that ends in NaN or infinity
-    ``{"status": "diverged", "diverged_at": {"epoch": E, "loss": L}}`` (its first such row;
-    ``L`` a number, or ``"nan"``, ``"inf"``, ``"-inf"``: JSON has no NaN)."""
-    found = first_divergence(history)
-    if found is None:
-        return {"status": "complete"}
-    epoch, loss = found
-    return {"status": "diverged", "diverged_at": {"epoch": epoch, "loss": json_number(loss)}}
 
 
 def run_record(

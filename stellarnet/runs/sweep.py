@@ -47,7 +47,9 @@ from stellarnet.data.datasets import Dataset
 from stellarnet.errors import ConfigError, TrainingDiverged
 from stellarnet.files import json_number
 from stellarnet.params import Layers
-from stellarnet.results.folders import prepare_folder, rate_label, staged_result
+from stellarnet.results.folders import prepare_folder, staged_result
+from stellarnet.results.names import rate_label
+from stellarnet.results.status import COMPLETE, DIVERGED, divergence_record
 from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import (
     RunResult,
@@ -176,9 +178,9 @@ def diverged_rates(long: pd.DataFrame) -> dict[str, dict[str, Any]]:
     or infinite row (the first one; ``L`` as in :func:`stellarnet.files.json_number`)."""
     found = {}
     for lr, part in long.groupby("lr", sort=False):
-        first = first_divergence(part)
-        if first is not None:
-            found[rate_label(lr)] = {"epoch": first[0], "loss": json_number(first[1])}
+        diverged = divergence_record(part)
+        if diverged is not None:
+            found[rate_label(lr)] = diverged
     return found
 
 
@@ -229,7 +231,7 @@ def run_sweep(
     record = run_record(config, catalog, dataset, long, wall_time)
     record.pop("diverged_at", None)  # per rate, in diverged_rates
     record |= {
-        "status": "diverged" if diverged else "complete",
+        "status": DIVERGED if diverged else COMPLETE,
         "diverged_rates": diverged,
         "learning_rates": rates,
         "init": config.training.init,
