@@ -117,6 +117,19 @@ def network_loss(results: SavedResults, layers: Layers) -> float:
     return LOSS_FUNCTIONS[results.loss_name](dataset.y.astype(float), yhat)
 
 
+def network_losses(results: SavedResults, layers: Layers) -> dict[str, float]:
+    """The loss of the network ``layers`` on each part of the run's rows
+    (:meth:`~stellarnet.results.saved.SavedResults.parts`), in float64: ``{"train": ...}``
+    without a split, plus ``"validation"`` and/or ``"test"`` with one. ``"train"`` is
+    :func:`network_loss`; ``"validation"`` is what the recorder's ``val_loss`` gives for the
+    same weights (up to its float32 rounding)."""
+    loss = LOSS_FUNCTIONS[results.loss_name]
+    return {
+        name: loss(y.astype(float), results.predict(layers, x))
+        for name, (x, y) in results.parts().items()
+    }
+
+
 def prediction_curve(
     results: SavedResults,
     lr: float,

@@ -67,17 +67,41 @@ def load_run_catalog(
     return read_catalog_csv(path, columns)
 
 
-def rebuild_dataset(record: Mapping[str, Any], frame: pd.DataFrame) -> Dataset:
-    """Rebuild the run's (x, y) as the run built them: its ``[dataset] rows``, its shuffle
-    seed (none if ``shuffle = false``), its split and column specs; then check the row count
-    and the fitted transform parameters against those recorded in ``run.json``."""
+def rebuild_dataset(
+    record: Mapping[str, Any], frame: pd.DataFrame, record_path: str | Path = "run.json"
+) -> Dataset:
+    """Rebuild the run's arrays as :func:`stellarnet.runs.experiment.load_data` built them.
+
+    The same steps on the same settings of ``record["config"]``: its ``[dataset] rows`` (0-based
+    catalog data rows, in that order), the row shuffle seeded with the config's seed (none if
+    ``shuffle = false``), its split (scalings fitted on the training rows) and column specs.
+    The rebuilt row counts and fitted transform parameters are then checked against those
+    ``run.json`` records.
+
+    Parameters
+    ----------
+    record : mapping
+        The run's ``run.json``.
+    frame : DataFrame
+        The run's catalog, already checked against the recorded sha256
+        (:func:`load_run_catalog`): a mismatch found here is then run.json's, not the catalog's.
+    record_path : path
+        Where ``record`` was read from, for messages.
+
+    Raises
+    ------
+    CatalogError
+        If the settings in ``record`` do not rebuild the rows it records.
+    """
     config = record["config"]
     spec = config["dataset"]
     rows = spec.get("rows")
     if rows is not None:
         if max(rows, default=-1) >= len(frame):
             raise CatalogError(
-                f"the run used catalog rows {rows}, but the catalog has {len(frame)} rows"
+                f"{record_path} records [dataset] rows {list(rows)}, but the run's catalog has "
+                f"{len(frame)} data rows: {record_path} was edited, or belongs to another "
+                f"catalog. {_RETRAIN}"
             )
         frame = frame.iloc[list(rows)]
     dataset = make_dataset(
@@ -86,21 +110,36 @@ def rebuild_dataset(record: Mapping[str, Any], frame: pd.DataFrame) -> Dataset:
         column_spec(spec["target"]),
         seed=config.get("seed") if spec.get("shuffle", True) else None,
         source="run catalog",
-        split=Split(**spec["split"]) if "split" in spec else None,
+        split=Split(**spec["split"]) if spec.get("split") else None,
     )
     recorded = record.get("dataset", {})
-    if recorded.get("rows_kept", dataset.rows) != dataset.rows:
-        raise CatalogError(
-            f"the catalog gives {dataset.rows} usable rows where run.json records "
-            f"{recorded['rows_kept']}; the run cannot be reproduced from it"
-        )
+    counts = {
+        "rows_kept": dataset.rows,
+        "rows_train": len(dataset.y),
+        "rows_validation": len(dataset.y_val),
+        "rows_test": len(dataset.y_test),
+    }
+    wrong = {key: (recorded[key], n) for key, n in counts.items() if recorded.get(key, n) != n}
     params = recorded.get("transform_params")
     if params is not None and not _same_params(params, dataset.transform_params):
+        wrong["transform_params"] = (params, dataset.transform_params)
+    if wrong:
+        found = "; ".join(
+            f"{key}: recorded {was}, rebuilt {now}" for key, (was, now) in wrong.items()
+        )
         raise CatalogError(
-            "the catalog gives transform parameters different from run.json's "
-            f"({dataset.transform_params} != {params}); the run cannot be reproduced from it"
+            f"the run's catalog matches the sha256 in {record_path}, but the dataset rebuilt "
+            f"from it with the [dataset] settings and seed recorded there differs from the one "
+            f"recorded ({found}). {record_path} was edited, or was written by a stellarnet "
+            f"that built datasets differently. {_RETRAIN}"
         )
     return dataset
+
+
+_RETRAIN = (
+    "Restore run.json from a backup, or train the run again with --force to get figures of "
+    "the data it trains on"
+)
 
 
 def _same_params(recorded: Any, rebuilt: Any) -> bool:

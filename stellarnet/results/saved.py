@@ -41,6 +41,10 @@ RUN_JSON = "run.json"
 """The record file of every run and sweep folder. Defined here, below :mod:`stellarnet.runs`
 (which writes it), so that reading results never needs the layer that trains."""
 
+PARTS = ("train", "validation", "test")
+"""The parts of a run's rows, in the order :func:`stellarnet.data.datasets.make_dataset` cuts
+them after the shuffle. Only ``"train"`` is trained on; ``val_loss`` scores ``"validation"``."""
+
 
 @dataclass
 class SavedResults:
@@ -182,10 +186,42 @@ class SavedResults:
         return self._catalog
 
     def dataset(self) -> Dataset:
-        """The training arrays, rebuilt from the catalog exactly as the run built them."""
+        """The run's arrays, rebuilt from the catalog exactly as the run built them: its
+        ``[dataset] rows``, shuffle and split; ``x`` and ``y`` are the training rows only."""
         if self._dataset is None:
-            self._dataset = rebuild_dataset(self.record, self.catalog())
+            self._dataset = rebuild_dataset(
+                self.record, self.catalog(), record_path=self.folder / RUN_JSON
+            )
         return self._dataset
+
+    def part(self, name: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """The rows ``(x, y)`` of part ``name`` of :data:`PARTS`, float32 as the run had them
+        (empty, shape (0, n), for a part the run's split does not have).
+
+        Raises
+        ------
+        StellarnetError
+            If ``name`` is not one of :data:`PARTS`.
+        """
+        dataset = self.dataset()
+        arrays = {
+            "train": (dataset.x, dataset.y),
+            "validation": (dataset.x_val, dataset.y_val),
+            "test": (dataset.x_test, dataset.y_test),
+        }
+        if name not in arrays:
+            raise StellarnetError(f"no part {name!r} of a run's rows; the parts are {PARTS}")
+        return arrays[name]
+
+    def parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The parts the run has, in :data:`PARTS` order: ``{"train": (x, y)}`` without a
+        split; with one, also ``"validation"`` and/or ``"test"`` (those with rows)."""
+        return {name: self.part(name) for name in PARTS if len(self.part(name)[1])}
+
+    @property
+    def has_split(self) -> bool:
+        """True if some rows were held out from training (validation or test)."""
+        return len(self.parts()) > 1
 
     def predict(self, layers: Layers, x: np.ndarray) -> np.ndarray:
         """The output, shape (rows, outputs), of the network ``layers`` (e.g. :meth:`layers`)
