@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stellarnet.results.analysis import dead_units, describe_dead, network_loss
+from stellarnet.results.analysis import dead_units, describe_dead, network_losses
 from stellarnet.results.saved import SavedResults, lr_label
 from stellarnet.viz.tables import (
     MAX_COLUMNS,
@@ -105,18 +105,22 @@ SUMMARY_NOTE = (
 )
 
 
-def _final_loss(results: SavedResults, lr: float) -> str:
-    """The loss of the final weights; for a diverged run, of its last finite weights."""
+def _final_loss(results: SavedResults, lr: float) -> list[str]:
+    """The loss of the final weights on each part of the run's rows (train; with a split
+    also validation and test); for a diverged run, of its last finite weights."""
     shown = results.weights_epoch(lr)
     if shown is None:
-        return "no finite weights"
-    loss = _number(network_loss(results, results.layers(lr, shown)))
-    return loss if results.divergence(lr) is None else f"{loss} (last finite: epoch {shown})"
+        return ["no finite weights"] * len(results.parts())
+    losses = [_number(v) for v in network_losses(results, results.layers(lr, shown)).values()]
+    if results.divergence(lr) is not None:
+        losses[0] += f" (last finite: epoch {shown})"
+    return losses
 
 
 def summary_table(results: SavedResults) -> Table:
     """Per learning rate: epochs (and whether it diverged), initial, last and lowest recorded
-    loss, the loss of the final weights, and the dead hidden units."""
+    loss, the loss of the final weights on the training rows (and, for a run with a split, on
+    its validation and test rows), and the dead hidden units."""
     rows = []
     for lr, history in results.histories.items():
         finite = results.finite_history(lr)
@@ -131,17 +135,21 @@ def summary_table(results: SavedResults) -> Table:
                 _number(float(history["loss"].iloc[0])),
                 _number(float(history["loss"].iloc[-1])),
                 f"{_number(float(best['loss']))} (epoch {int(best['epoch'])})",
-                _final_loss(results, lr),
+                *_final_loss(results, lr),
                 describe_dead(dead_units(finite, results.layer_sizes)),
             ]
         )
+    final = []
+    for part, (_, y) in results.parts().items():
+        rows_used = f"{len(y)} {part} row{'s' if len(y) != 1 else ''}"
+        final.append(f"loss of final weights ({rows_used})")
     header = [
         "learning rate",
         "epochs",
         "initial loss",
         "last recorded loss",
         "lowest loss",
-        "loss of final weights",
+        *final,
         "dead hidden units",
     ]
     return header, rows
