@@ -72,6 +72,10 @@ class StackedRecorder:
         :func:`~stellarnet.train.grouping.default_groups` (for the HR net on 2 cores: 2
         groups up to 18 members, 4 up to 36, 6 up to 54). The numbers do not depend
         on it.
+    row_orders : ndarray, shape (K, n), optional
+        Member k trains on ``x[row_orders[k]]``, ``y[row_orders[k]]`` (its own order of the
+        rows, e.g. its seed's shuffle): its numbers are then those of a run alone on that
+        order (:class:`~stellarnet.train.stacked_nets.StackedNets`). None: ``(x, y)`` as given.
     """
 
     default_policy = STACKED_POLICY
@@ -91,6 +95,7 @@ class StackedRecorder:
         sample_weight: np.ndarray | None = None,
         record: tuple[str, ...] = DEFAULT_RECORD,
         groups: int | None = None,
+        row_orders: np.ndarray | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -113,7 +118,9 @@ class StackedRecorder:
         self.group_sizes = [(hi - lo) * self.parameter_count for lo, hi in self.groups]
         activations = (activation, output_activation)
         uniform = sample_weight is None
-        self.nets = StackedNets(x, y, self.schema, activations, loss, self.groups, uniform)
+        self.nets = StackedNets(
+            x, y, self.schema, activations, loss, self.groups, uniform, row_orders
+        )
         self.is_wide = self.nets.is_wide
         # All parameters in one flat vector, in the order the graph reads them, so the
         # optimizer and the record are a handful of ops whatever K and the depth.
@@ -121,7 +128,9 @@ class StackedRecorder:
         self.theta = tf.Variable(by_member.ravel()[self.order].astype(np.float32))
         # The loss of member k is sum_n w_kn (y_n - yhat_kn)^2 / sum_n w_kn.
         weights = (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
-        self.group_weights = [tf.constant(weights[lo:hi]) for lo, hi in self.groups]
+        self.group_weights = [
+            self.nets.group_data(lo, hi, tf.constant(weights[lo:hi])) for lo, hi in self.groups
+        ]
         # Each parameter's member's rate: Adam is elementwise, so each member's numbers are
         # those of a run alone.
         rates = np.repeat(np.asarray(learning_rates, np.float32), self.parameter_count)
@@ -313,13 +322,15 @@ def train_stacked(
     progress: bool = False,
     context: str = "",
     stop_on_divergence: bool = True,
+    row_orders: np.ndarray | None = None,
 ) -> tuple[StackedRecorder, pd.DataFrame]:
     """Train ``members`` (initial layers of one architecture) together in one compiled graph,
     member k at ``learning_rates[k]``, for ``epochs`` full-batch epochs.
 
     Returns the :class:`StackedRecorder` (for the trained layers, :meth:`final_layers`) and
     the long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap
-    counts. ``stop_on_divergence=False``: members whose loss becomes NaN or infinite train on
+    counts; ``row_orders`` ``[K, n]``: each member's own order of the rows.
+    ``stop_on_divergence=False``: members whose loss becomes NaN or infinite train on
     (their rows are NaN from then on) without stopping the others. The other arguments are
     those of :class:`StackedRecorder` and :func:`~stellarnet.train.engine.run_epochs`.
     """
@@ -334,6 +345,7 @@ def train_stacked(
         loss,
         sample_weight=sample_weight,
         record=record,
+        row_orders=row_orders,
     )
     policy = dataclasses.replace(STACKED_POLICY, jit_compile=jit_compile)
     rows, epoch_numbers = run_epochs(

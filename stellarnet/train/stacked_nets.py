@@ -16,7 +16,7 @@ nets)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -29,6 +29,21 @@ from stellarnet.train.backprop import (
     unit_sums,
 )
 from stellarnet.train.grouping import is_wide
+
+
+class GroupData(NamedTuple):
+    """What a group's epoch reads besides its parameters (an argument of its traced step,
+    so that groups of one size share one trace)."""
+
+    weights: Any
+    """``[k, n]`` sample weights of the group's k members."""
+    x: Any = None
+    """The members' own inputs (with ``row_orders``): ``[n, width * k]`` (wide, column
+    ``j * k + m`` is member m's) or ``[k, n, inputs]`` (batched); None: the shared ``x``."""
+    targets: Any = None
+    """The members' own targets ``[k, n]`` (with ``row_orders``); None: the shared ones."""
+    targets_by_row: Any = None
+    """The same as ``[n, k]``."""
 
 
 class StackedNets:
@@ -48,6 +63,10 @@ class StackedNets:
     uniform : bool
         Every sample weighs the same (no bootstrap weights): the loss gradient is written
         out; otherwise the tape differentiates the weighted loss.
+    row_orders : ndarray, shape (K, n), optional
+        Member k trains on the rows ``x[row_orders[k]]``, ``y[row_orders[k]]``: the same
+        rows in its own order (e.g. each seed's shuffle of a study), so that its sums run in
+        the order of a run alone on that order. None: every member on ``(x, y)`` as given.
     """
 
     def __init__(
@@ -59,6 +78,7 @@ class StackedNets:
         loss: str,
         groups: Sequence[tuple[int, int]],
         uniform: bool,
+        row_orders: np.ndarray | None = None,
     ) -> None:
         import tensorflow as tf
 
@@ -85,44 +105,70 @@ class StackedNets:
         tiled = {hi - lo: np.tile(targets, (hi - lo, 1)) for lo, hi in groups}
         self.targets = {k: tf.constant(t) for k, t in tiled.items()}
         self.targets_by_row = {k: tf.constant(t.T) for k, t in tiled.items()}
+        self.row_orders = None if row_orders is None else np.asarray(row_orders)
+        self._x, self._y = np.asarray(x, np.float32), targets
 
-    def __call__(self, theta: Any, weights: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
+    def group_data(self, lo: int, hi: int, weights: Any) -> GroupData:
+        """The :class:`GroupData` of members ``lo..hi-1`` with sample ``weights`` ``[k, n]``."""
+        import tensorflow as tf
+
+        if self.row_orders is None:
+            return GroupData(weights)
+        orders = self.row_orders[lo:hi]
+        targets = self._y[orders]  # [k, n]
+        if self.is_wide:  # each member's input once per hidden unit, unit-major
+            x = np.tile(self._x[orders, 0].T, (1, self.layer_sizes[1]))
+        else:
+            x = self._x[orders]
+        return GroupData(
+            weights,
+            tf.constant(x),
+            tf.constant(targets),
+            tf.constant(np.ascontiguousarray(targets.T)),
+        )
+
+    def __call__(self, theta: Any, data: GroupData, gradients: bool) -> tuple[Any, Any, Any, Any]:
         """:meth:`wide` or :meth:`batched`, whichever computes these members."""
         if self.is_wide:
-            return self.wide(theta, weights, gradients)
-        return self.batched(theta, weights, gradients)
+            return self.wide(theta, data, gradients)
+        return self.batched(theta, data, gradients)
 
-    def losses(self, yhat: Any, weights: Any) -> Any:
+    def losses(self, yhat: Any, data: GroupData) -> Any:
         """Loss ``[k]`` of each of k members from its outputs ``[k, n]`` and its samples'
         weights ``[k, n]`` (used unless :attr:`uniform`)."""
         import tensorflow as tf
 
-        squared = tf.square(self.targets[yhat.shape[0]] - yhat)
+        targets = self.targets[yhat.shape[0]] if data.targets is None else data.targets
+        weights = data.weights
+        squared = tf.square(targets - yhat)
         if self.uniform:
             losses = tf.reduce_mean(squared, axis=1)
         else:
             losses = tf.reduce_sum(weights * squared, axis=1)
         return losses if self.loss_scale == 1.0 else self.loss_scale * losses
 
-    def wide(self, theta: Any, weights: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
+    def wide(self, theta: Any, data: GroupData, gradients: bool) -> tuple[Any, Any, Any, Any]:
         """A 1-input net with one hidden layer and one output: the output means, losses,
         gradient (graph order, or None) and hidden-unit means ``[k, width]`` (or None) of
         a group of k members, from their parameters ``theta`` (graph order) and sample
         ``weights`` ``[k, n]``."""
         import tensorflow as tf
 
+        weights = data.weights
         members, width = weights.shape[0], self.layer_sizes[1]
         hidden_activation, output_activation = self.activations
         # Unit-major (graph_order): entry j * k + m of w1, b1 and w2 is unit j of member m.
         w1, b1, w2, b2 = tf.split(theta, [width * members] * 3 + [members])
         # MatMul + BiasAdd + activation: grappler fuses them into one kernel, as for Keras' Dense.
-        hidden = activate(hidden_activation, tf.nn.bias_add(tf.matmul(self.x, w1[None]), b1))
+        # Members' own inputs: a 1-term matmul is one product, as this elementwise one.
+        z1 = tf.matmul(self.x, w1[None]) if data.x is None else data.x * w1
+        hidden = activate(hidden_activation, tf.nn.bias_add(z1, b1))
         z = tf.nn.bias_add(unit_sums(hidden * w2, width, members), b2)
         output = activate(output_activation, z)  # [n, k]
         yhat = tf.transpose(output)  # [k, n]: a member's sums run along a row, as alone
         with tf.GradientTape() as tape:  # differentiates weighted (bootstrap) losses only
             tape.watch(yhat)
-            losses = self.losses(yhat, weights)
+            losses = self.losses(yhat, data)
         outputs = tf.reduce_mean(yhat, axis=1)
         unit_means = None
         if self.record_activations:  # member-major: the mean sums in a single run's order
@@ -133,7 +179,8 @@ class StackedNets:
         # Backpropagation with the ops TensorFlow's gradients of Keras' Dense layers use.
         if self.uniform:  # d loss/d yhat as the tape computes it, in [n, k] layout
             weight = np.float32(self.loss_scale) / np.float32(self.x.shape[0])
-            dz = mse_gradient(self.targets_by_row[members] - output, weight)
+            targets = self.targets_by_row[members] if data.x is None else data.targets_by_row
+            dz = mse_gradient(targets - output, weight)
         else:
             dz = tf.transpose(tape.gradient(tf.reduce_sum(losses), yhat))
         dz = activation_gradient(output_activation, dz, output)
@@ -144,17 +191,21 @@ class StackedNets:
         dw2 = tf.matmul(self.ones, hidden * dz_units, transpose_a=True)[0]
         dz = activation_gradient(hidden_activation, dz_w2, hidden)
         db1 = tf.raw_ops.BiasAddGrad(out_backprop=dz)
-        dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
+        if data.x is None:
+            dw1 = tf.matmul(self.x, dz, transpose_a=True)[0]
+        else:  # sums of the products x * dz down the rows, as the matmul takes them
+            dw1 = tf.matmul(self.ones, data.x * dz, transpose_a=True)[0]
         return outputs, losses, tf.concat([dw1, db1, dw2, db2], axis=0), unit_means
 
-    def batched(self, theta: Any, weights: Any, gradients: bool) -> tuple[Any, Any, Any, Any]:
+    def batched(self, theta: Any, data: GroupData, gradients: bool) -> tuple[Any, Any, Any, Any]:
         """Any depth, ``[k, n, width]`` activations and a tape; returns as :meth:`wide`."""
         import tensorflow as tf
 
+        weights = data.weights
         theta = tf.reshape(theta, [weights.shape[0], self.parameter_count])  # member-major
         with tf.GradientTape() as tape:
             tape.watch(theta)
-            values, hidden = self.x[None], []
+            values, hidden = (self.x[None] if data.x is None else data.x), []
             for (start, n_in, n_out), name in zip(self.slices, self.activations, strict=True):
                 kernel = tf.reshape(theta[:, start : start + n_in * n_out], [-1, n_in, n_out])
                 bias = theta[:, None, start + n_in * n_out : start + n_in * n_out + n_out]
@@ -162,7 +213,7 @@ class StackedNets:
                 values = activate(name, tf.matmul(values, kernel) + bias)
                 hidden.append(values)
             yhat = tf.reshape(values, [theta.shape[0], -1])
-            losses = self.losses(yhat, weights)
+            losses = self.losses(yhat, data)
             total = tf.reduce_sum(losses)  # members are independent: d total/d theta_k = dL_k
         grad = tf.reshape(tape.gradient(total, theta), [-1]) if gradients else None
         unit_means = [tf.reduce_mean(a, axis=1) for a in hidden[:-1]]
