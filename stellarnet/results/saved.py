@@ -154,6 +154,13 @@ class SavedResults:
             return last
         return int(epoch)
 
+    def kept_epoch(self, lr: float) -> int | None:
+        """The epoch whose weights run ``lr`` ended with (:meth:`weights_epoch` of the last),
+        except for early stopping: the best epoch, whose weights the model keeps and run.json's
+        ``test_metrics`` are computed with (``early_stopping`` in run.json)."""
+        best = self.record.get("early_stopping", {}).get("best_epoch") if not self.is_sweep else 0
+        return int(best) if best else self.weights_epoch(lr)
+
     def check_epoch(self, epoch: int | None) -> None:
         """Raise StellarnetError unless every rate can be drawn at ``epoch`` (None: the last):
         a recorded epoch, or for a diverged rate any epoch the run was to train after its
