@@ -36,7 +36,12 @@ from stellarnet.data.registry import GAIA_DR2_HR, shipped_catalog, snapshot_path
 from stellarnet.errors import CatalogError
 from stellarnet.params import Layers
 from stellarnet.results.analysis import LOSS_FUNCTIONS, network_loss, network_losses
-from stellarnet.results.run_catalog import load_run_catalog, rebuild_dataset
+from stellarnet.results.run_catalog import (
+    ROWS_SHA256,
+    load_run_catalog,
+    rebuild_dataset,
+    rows_sha256,
+)
 from stellarnet.results.saved import PARTS, SavedResults, load_results
 from stellarnet.runs.config import ExperimentConfig, available_experiments, load_experiment
 from stellarnet.runs.experiment import load_data, run_experiment
@@ -307,8 +312,9 @@ def test_every_builtin_config_rebuilds_bit_for_bit(name: str, seed: int) -> None
         config = config.with_overrides(catalog_path=SNAPSHOT)
     record = _record(config)
     columns = [spec.column for spec in (*config.features, config.target)]
-    rebuilt = rebuild_dataset(record, load_run_catalog(record, columns))
     _, data = load_data(config)
+    record["dataset"][ROWS_SHA256] = rows_sha256(data)  # checked when run.json records it
+    rebuilt = rebuild_dataset(record, load_run_catalog(record, columns))
     for attribute in ("x", "y", "x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(rebuilt, attribute), getattr(data, attribute))
 
@@ -345,3 +351,18 @@ def test_edited_run_json_is_blamed_not_the_catalog(results_dir: Path) -> None:
     assert str(run_json) in message and "matches the sha256" in message
     assert "train the run again with --force" in message
     assert "the catalog gives" not in message
+
+
+def test_rows_digest_catches_other_rows_with_the_same_parameters() -> None:
+    """galaxy_sizes with seed 1 or 2 keeps the same 71 galaxies: the same row counts and no
+    scaling parameters to compare. Only the rows' order differs, which the digest sees."""
+    config = load_experiment("galaxy_sizes")
+    record = _record(config)
+    columns = [spec.column for spec in (*config.features, config.target)]
+    frame = load_run_catalog(record, columns)
+    _, data = load_data(config)
+    record["dataset"][ROWS_SHA256] = rows_sha256(data)
+    rebuild_dataset(record, frame)  # the run's own settings: no error
+    record["config"]["seed"] = config.seed + 1
+    with pytest.raises(CatalogError, match="rows_sha256: recorded .* run.json was edited"):
+        rebuild_dataset(record, frame)

@@ -8,6 +8,7 @@ and checked against the row count and transform parameters ``run.json`` records.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,6 +124,9 @@ def rebuild_dataset(
     params = recorded.get("transform_params")
     if params is not None and not _same_params(params, dataset.transform_params):
         wrong["transform_params"] = (params, dataset.transform_params)
+    digest = recorded.get(ROWS_SHA256)
+    if digest is not None and digest != rows_sha256(dataset):
+        wrong[ROWS_SHA256] = (digest, rows_sha256(dataset))
     if wrong:
         found = "; ".join(
             f"{key}: recorded {was}, rebuilt {now}" for key, (was, now) in wrong.items()
@@ -134,6 +138,29 @@ def rebuild_dataset(
             f"that built datasets differently. {_RETRAIN}"
         )
     return dataset
+
+
+ROWS_SHA256 = "rows_sha256"
+"""The key of :func:`rows_sha256` in ``run.json``'s ``dataset`` entry (checked if present)."""
+
+
+def rows_sha256(dataset: Dataset) -> str:
+    """The sha256 of the float32 bytes of every part's rows (x, y of train, validation and
+    test, in that order): equal for two builds of a dataset exactly when they hold the same
+    rows in the same order, so a rebuild can be checked bit for bit, not only by its counts
+    and transform parameters (which other rows can share)."""
+    digest = hashlib.sha256()
+    for array in (
+        dataset.x,
+        dataset.y,
+        dataset.x_val,
+        dataset.y_val,
+        dataset.x_test,
+        dataset.y_test,
+    ):
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        digest.update(str(array.shape).encode())
+    return digest.hexdigest()
 
 
 _RETRAIN = (
