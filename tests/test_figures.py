@@ -432,7 +432,7 @@ def test_rebuilt_dataset_takes_the_runs_rows_only(galaxy_sweep, tmp_path):
     shutil.copytree(galaxy_sweep / "lr=0.1", folder)
     record = json.loads((folder / "run.json").read_text())
     record["config"]["dataset"] |= {"rows": [3, 0], "shuffle": False}
-    record["dataset"]["rows_kept"] = 2
+    record["dataset"] |= {"rows_kept": 2, "rows_train": 2}
     (folder / "run.json").write_text(json.dumps(record))
     results = load_results(folder)
     catalog = results.catalog()
@@ -441,7 +441,7 @@ def test_rebuilt_dataset_takes_the_runs_rows_only(galaxy_sweep, tmp_path):
     )
     record["dataset"]["rows_kept"] = 71
     (folder / "run.json").write_text(json.dumps(record))
-    with pytest.raises(CatalogError, match="2 usable rows where run.json records 71"):
+    with pytest.raises(CatalogError, match="rows_kept: recorded 71, rebuilt 2"):
         load_results(folder).dataset()
 
 
