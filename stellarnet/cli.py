@@ -228,7 +228,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a copy of the runs' catalog (must match the sha256 in run.json)",
     )
+    figures.add_argument(
+        "--no-explorer",
+        action="store_true",
+        help="do not write explorer.html (the interactive page; see `stellarnet explore`)",
+    )
     figures.set_defaults(handler=cmd_figures)
+
+    explore = sub.add_parser(
+        "explore", help="write explorer.html: an interactive, offline page of a run or sweep"
+    )
+    explore.add_argument("folder", help="a run or sweep folder (results/<experiment>/...)")
+    explore.add_argument(
+        "--open", action="store_true", help="open the page in the default web browser"
+    )
+    explore.add_argument(
+        "--grid",
+        type=positive_int,
+        default=41,
+        help="points per side of the loss-landscape grid (default: 41)",
+    )
+    explore.add_argument(
+        "--catalog",
+        metavar="PATH",
+        help="a copy of the run's catalog (must match the sha256 in run.json)",
+    )
+    explore.set_defaults(handler=cmd_explore)
 
     fetch = sub.add_parser(
         "fetch", help="download the catalog from VizieR into catalogs/ (cache + provenance)"
@@ -281,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("experiment", nargs="?", help="only this experiment (default: all)")
     runs.add_argument("--results", default="results", metavar="DIR", help="results folder")
     runs.set_defaults(handler=cmd_runs)
+
+    add_study_parser(sub)
 
     listing = sub.add_parser("list", help="list the experiment configs")
     listing.set_defaults(handler=cmd_list)
@@ -389,6 +416,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
                 stride=args.stride,
                 grid=args.grid,
                 catalog=args.catalog,
+                explorer=not args.no_explorer,
             )
         except StellarnetError as err:
             print(f"{ERROR_PREFIX}skipped {folder}/ (its files unchanged): {err}", file=sys.stderr)
@@ -399,6 +427,21 @@ def cmd_figures(args: argparse.Namespace) -> int:
         listed = ", ".join(skipped)
         print(f"{ERROR_PREFIX}{len(skipped)} folder(s) skipped: {listed}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    """``stellarnet explore FOLDER [--open]``: write FOLDER/explorer.html (no TensorFlow)."""
+    from stellarnet.viz.explorer import write_explorer
+
+    if args.grid < 3:
+        raise ConfigError(f"the landscape grid needs at least 3 points per side, got {args.grid}")
+    path = write_explorer(args.folder, grid=args.grid, catalog=args.catalog)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; opens offline in any browser)")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
     return 0
 
 
@@ -476,6 +519,98 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             origin = "./experiments"
         print(f"{name:<28} {origin}")
+    return 0
+
+
+def add_study_parser(sub) -> None:
+    """``stellarnet study``: rates x seeds (x widths) in one command."""
+    study = sub.add_parser(
+        "study", help="train rates x seeds (x hidden widths): the distribution, not one draw"
+    )
+    study.add_argument("name", help="experiment name (experiments/NAME.toml) or a .toml path")
+    study.add_argument(
+        "--lr", type=learning_rate, nargs="+", metavar="LR", help="learning rates ([study] lr)"
+    )
+    study.add_argument(
+        "--seeds", type=positive_int, metavar="N", help="seeds 0..N-1 ([study] seeds)"
+    )
+    study.add_argument("--first-seed", type=seed_int, metavar="S", help="first seed (default 0)")
+    study.add_argument(
+        "--hidden", type=positive_int, nargs="+", metavar="W", help="hidden widths, e.g. 4 6 8"
+    )
+    study.add_argument(
+        "--init",
+        choices=INIT_PROTOCOLS,
+        help="same: each seed's model for every rate (default); notebook: one clone per rate",
+    )
+    study.add_argument("--epochs", type=positive_int, help="number of epochs (overrides config)")
+    study.add_argument(
+        "--record",
+        choices=("all", "loss"),
+        help="all: the single-run columns (default); loss: only epoch, loss and output",
+    )
+    study.add_argument(
+        "--catalog", metavar="PATH", help="a local CSV with the experiment's columns"
+    )
+    study.add_argument("--results", default="results", metavar="DIR", help="results folder")
+    study.add_argument("--force", action="store_true", help="replace existing results")
+    where = study.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler", metavar="tcp://HOST:PORT", help="run the parts on this Dask scheduler"
+    )
+    where.add_argument(
+        "--dask-workers", type=positive_int, metavar="N", help="run on a local Dask cluster"
+    )
+    study.set_defaults(handler=cmd_study)
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """``stellarnet study NAME --lr 0.1 0.3 --seeds 64``: a study's folder and its answer."""
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.study import run_study
+    from stellarnet.runs.study_grid import StudySpec
+    from stellarnet.viz.study import answer
+
+    defaults = load_experiment(args.name)
+    config = defaults.with_overrides(catalog_path=args.catalog)
+    changes = {
+        "learning_rates": None if args.lr is None else tuple(args.lr),
+        "seeds": args.seeds,
+        "first_seed": args.first_seed,
+        "hidden": None if args.hidden is None else tuple(args.hidden),
+        "init": args.init,
+        "epochs": args.epochs,
+        "record": args.record,
+    }
+    if defaults.study is not None:
+        spec = defaults.study.with_overrides(**changes)
+    elif args.lr is None or args.seeds is None:
+        raise ConfigError(
+            f"{args.name} has no [study] table: give --lr and --seeds "
+            "(e.g. --lr 0.1 0.3 --seeds 64)"
+        )
+    else:
+        spec = StudySpec(**{k: v for k, v in changes.items() if v is not None})
+    result = run_study(
+        config,
+        spec,
+        args.results,
+        force=args.force,
+        defaults=defaults,
+        scheduler=args.scheduler,
+        dask_workers=args.dask_workers,
+    )
+    record = result.record
+    print(
+        f"{record['experiment']} study ({record['members']} members, init={spec.init}, "
+        f"{record['config']['training']['epochs']} epochs) in {record['wall_time_s']:.1f} s"
+    )
+    for width in dict.fromkeys(result.members["hidden"]):
+        print(f"  hidden {width}: {answer(result.members, list(spec.learning_rates), width)}")
+    print(
+        f"  wrote {result.folder}/ (history/ Parquet dataset by lr and hidden, summary.csv, "
+        "members.csv, run.json, report.md, loss_bands, final_loss, monotone .png/.pdf)"
+    )
     return 0
 
 

@@ -54,11 +54,12 @@ from stellarnet.data.registry import QUERIES, CatalogQuery
 from stellarnet.errors import ConfigError, StellarnetError
 from stellarnet.runs.lookup import available_experiments, experiment_path
 from stellarnet.runs.metrics import METRIC_SETS
+from stellarnet.runs.study_grid import StudySpec, parse_study
 from stellarnet.schema import DEFAULT_RECORD, check_record
 from stellarnet.train.models import ModelSpec
 from stellarnet.vocabulary import ENGINES, INIT_PROTOCOLS, LOSSES, OPTIMIZERS
 
-_TOP_KEYS = {"name", "description", "seed", "catalog", "dataset", "model", "training"}
+_TOP_KEYS = {"name", "description", "seed", "catalog", "dataset", "model", "training", "study"}
 _CATALOG_KEYS = {"query", "path", "catalog", "columns", "column_filters", "row_limit", "name"}
 _DATASET_KEYS = {"features", "target", "split", "rows", "shuffle"}
 _TRAINING_KEYS = {
@@ -138,6 +139,8 @@ class ExperimentConfig:
     source: Path | None = field(default=None, compare=False)
     rows: tuple[int, ...] | None = None
     shuffle: bool = True
+    study: StudySpec | None = field(default=None, compare=False)
+    """The ``[study]`` grid (:mod:`stellarnet.runs.study_grid`), if the file has one."""
 
     def __post_init__(self) -> None:
         check_name(self.name, "experiment name")
@@ -262,6 +265,7 @@ def parse_experiment(
         source=source,
         rows=rows,
         shuffle=shuffle,
+        study=parse_study(raw["study"]) if "study" in raw else None,
     )
 
 

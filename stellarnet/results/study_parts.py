@@ -1,0 +1,109 @@
+"""A study's history: a Parquet dataset partitioned by learning rate and hidden width, written
+one part file at a time and never held whole in memory.
+
+Layout (Hive partitioning, readable by pyarrow, pandas, Spark, DuckDB)::
+
+    history/lr=0.1/hidden=6/part-00000.parquet
+    history/lr=0.1/hidden=6/part-00001.parquet
+    history/lr=0.3/hidden=6/part-00000.parquet
+    ...
+
+A part file holds the ``seed`` column and the single-run columns (``epoch`` 0 included) of
+the members of one part (:mod:`stellarnet.runs.study_grid`) at that rate and width; ``lr`` and
+``hidden`` are in the folder names. :func:`read_history` gives them back as the first
+columns: ``lr, hidden, seed, epoch, output, loss, ...``.
+
+A part file is written to a temporary file beside it and renamed over its name, which is the
+part's own: a part trained twice (a Dask task retried after its worker died) replaces its
+file with the same rows, so nothing is written twice and nothing half.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stellarnet.errors import ResultsFolderError
+from stellarnet.files import atomic_write
+from stellarnet.results.names import rate_label
+
+HISTORY_DIR = "history"
+"""The dataset's folder inside a study folder."""
+KEYS = ("lr", "hidden", "seed")
+"""The columns before a single run's: which member a row belongs to."""
+
+
+def partition_folder(history: str | Path, lr: float, hidden: int) -> Path:
+    """``history/lr=<label>/hidden=<width>`` (the rate's shortest exact label)."""
+    return Path(history) / f"lr={rate_label(lr)}" / f"hidden={int(hidden)}"
+
+
+def write_part(history: str | Path, name: str, frame: pd.DataFrame) -> list[Path]:
+    """Write the rows of ``frame`` (columns ``lr, hidden, seed``, then a single run's) as part
+    file ``name`` of each of its (lr, hidden) partitions, each atomically; return the files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    written = []
+    for (lr, hidden), rows in frame.groupby(["lr", "hidden"], sort=False):
+        table = pa.Table.from_pandas(rows.drop(columns=["lr", "hidden"]), preserve_index=False)
+        path = partition_folder(history, lr, hidden) / name
+        written.append(atomic_write(path, lambda tmp, t=table: pq.write_table(t, tmp)))
+    return written
+
+
+def history_dataset(history: str | Path):
+    """The study's history as a ``pyarrow.dataset.Dataset`` (lr float64, hidden int64 from
+    the folder names); ResultsFolderError if there is none."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    history = Path(history)
+    if not history.is_dir() or not any(history.glob("lr=*/hidden=*/part-*.parquet")):
+        raise ResultsFolderError(f"{history} holds no study history (lr=*/hidden=*/part-*.parquet)")
+    partitioning = ds.partitioning(
+        pa.schema([("lr", pa.float64()), ("hidden", pa.int64())]), flavor="hive"
+    )
+    return ds.dataset(history, format="parquet", partitioning=partitioning)
+
+
+def read_history(
+    history: str | Path,
+    columns: Sequence[str] | None = None,
+    lr: float | None = None,
+    hidden: int | None = None,
+) -> pd.DataFrame:
+    """The study's history (or its ``columns``, with ``lr, hidden, seed`` first), optionally
+    of one rate and/or width, sorted by hidden, lr (in the order of the folders), seed and
+    epoch."""
+    import pyarrow.dataset as ds
+
+    dataset = history_dataset(history)
+    names = [n for n in dataset.schema.names if n not in KEYS]
+    wanted = names if columns is None else [c for c in columns if c not in KEYS]
+    condition = None
+    for key, value in (("lr", lr), ("hidden", hidden)):
+        if value is not None:
+            term = ds.field(key) == value
+            condition = term if condition is None else condition & term
+    table = dataset.to_table(columns=[*KEYS, *wanted], filter=condition)
+    frame = table.to_pandas()
+    return frame.sort_values(["hidden", "lr", "seed", "epoch"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def member_frames(frame: pd.DataFrame) -> Iterable[tuple[tuple, pd.DataFrame]]:
+    """``((lr, hidden, seed), rows)`` for each member of a history frame."""
+    return frame.groupby(list(KEYS), sort=False)
+
+
+def loss_matrix(history: str | Path, lr: float, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(epochs, losses [members, epochs])`` of one grid cell, read from the dataset (only
+    its epoch, loss and seed columns; a diverged member's missing rows are NaN)."""
+    frame = read_history(history, ["epoch", "loss"], lr=lr, hidden=hidden)
+    table = frame.pivot(index="seed", columns="epoch", values="loss")  # NaN after divergence
+    return table.columns.to_numpy(), table.to_numpy(dtype=float)

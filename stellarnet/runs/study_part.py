@@ -1,0 +1,147 @@
+"""Train one part of a study and write its Parquet part file: what a local study does part
+after part and what a Dask worker does for one task.
+
+A member ``(hidden, seed, lr)`` trains on the rows its seed's shuffle puts in order (the
+catalog's kept rows permuted by ``numpy.random.default_rng(seed).permutation``, as
+:func:`stellarnet.data.datasets.make_dataset` does) from its seed's initial weights
+(:func:`stellarnet.train.draws.initial_layers`), stacked with the rest of its part
+(:func:`stellarnet.train.stacked.train_stacked`, each member on its own row order): its rows
+equal ``stellarnet experiment EXP --seed S --lr R``'s bit for bit. A member that diverges
+keeps its rows up to its first non-finite one, as a single run does, and the others train on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stellarnet import tfsettings
+from stellarnet.errors import ConfigError
+from stellarnet.results.study_parts import write_part
+from stellarnet.results.study_summary import member_stats
+from stellarnet.runs.config import ExperimentConfig
+from stellarnet.runs.study_grid import Part, StudySpec
+
+log = logging.getLogger(__name__)
+
+ORDER_FREE_TRANSFORMS = {"log10", "minmax"}
+"""Transforms whose values do not depend on the rows' order (min and max, not sums): a
+seed's rows are then the catalog-order rows permuted."""
+_DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+@dataclass(frozen=True)
+class PartTask:
+    """All a worker needs to train one part: small, picklable, the same on every try."""
+
+    config: ExperimentConfig
+    """The experiment as trained (the study's epochs and record groups applied)."""
+    spec: StudySpec
+    part: Part
+    history: Path
+    """The study's history folder (in its staging folder) that the part file goes to."""
+
+
+def check_studyable(config: ExperimentConfig) -> None:
+    """ConfigError unless a study can train ``config``: a plain full-batch Dense net on all
+    rows (no split), with order-free transforms."""
+    where = config.source or f"experiment {config.name!r}"
+    if not config.model.plain or config.training.batch_size is not None:
+        raise ConfigError(
+            f"{where}: a study trains its members stacked, which needs plain full-batch nets "
+            "(no dropout, no l2, no batch_size); remove those settings from a copy of the config"
+        )
+    if config.split.validation or config.split.test:
+        raise ConfigError(
+            f"{where}: a study trains every member on all rows in its seed's order; remove "
+            "[dataset] split from a copy of the config"
+        )
+    for column in (*config.features, config.target):
+        other = set(column.transforms) - ORDER_FREE_TRANSFORMS
+        if other:
+            raise ConfigError(
+                f"{where}: transform(s) {sorted(other)} of column {column.column!r} depend on the "
+                f"rows' order; a study supports {sorted(ORDER_FREE_TRANSFORMS)}"
+            )
+
+
+def study_data(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The training ``(x, y)`` in catalog order (kept rows, transforms applied), loaded once
+    per process and config."""
+    from stellarnet.runs.experiment import load_data
+
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    if key not in _DATA:
+        _, dataset = load_data(dataclasses.replace(config, shuffle=False))
+        _DATA.clear()  # one study at a time: do not keep older catalogs
+        _DATA[key] = (dataset.x, dataset.y)
+    return _DATA[key]
+
+
+def row_order(config: ExperimentConfig, seed: int, rows: int) -> np.ndarray:
+    """The order seed ``seed`` puts the ``rows`` kept rows in (catalog order if the config
+    does not shuffle)."""
+    if not config.shuffle:
+        return np.arange(rows)
+    return np.random.default_rng(seed).permutation(rows)
+
+
+def part_config(config: ExperimentConfig, hidden: int) -> ExperimentConfig:
+    """``config`` with one hidden layer of ``hidden`` units."""
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=(hidden,)))
+
+
+def cut_members(long: pd.DataFrame) -> pd.DataFrame:
+    """The stacked history without each member's rows after its first row whose output or
+    loss is not finite (a single run's history ends there)."""
+    bad = ~(np.isfinite(long["loss"].to_numpy()) & np.isfinite(long["output"].to_numpy()))
+    if not bad.any():
+        return long
+    member = long["member"].to_numpy()
+    after = pd.Series(bad).groupby(member).cumsum().to_numpy() - bad  # bad rows before this one
+    return long[after == 0].reset_index(drop=True)
+
+
+def train_part(task: PartTask) -> pd.DataFrame:
+    """Train ``task``'s part, write its part file and return its members' statistics
+    (:func:`stellarnet.results.study_summary.member_stats`)."""
+    tfsettings.apply(warn=False)  # a Dask worker starts TensorFlow here
+    from stellarnet.train.draws import initial_layers
+    from stellarnet.train.stacked import train_stacked
+
+    config, spec, part = part_config(task.config, task.part.hidden), task.spec, task.part
+    x, y = study_data(task.config)
+    members = part.members(spec)
+    seeds = list(dict.fromkeys(seed for seed, _ in members))
+    drawn = initial_layers(config.model, seeds, len(spec.learning_rates), spec.init)
+    draws = dict(zip(seeds, drawn, strict=True))
+    copy = {lr: i for i, lr in enumerate(spec.learning_rates)}
+    layers = [draws[seed][copy[lr]] for seed, lr in members]
+    orders = {seed: row_order(config, seed, len(y)) for seed in seeds}
+    rates = [lr for _, lr in members]
+    recorder, long = train_stacked(
+        layers,
+        x,
+        y,
+        rates,
+        **config.stacked_options(),
+        context=f"study part {part.index}",
+        stop_on_divergence=False,
+        row_orders=np.stack([orders[seed] for seed, _ in members]),
+    )
+    long = cut_members(long)
+    keys = pd.DataFrame({"lr": rates, "hidden": part.hidden, "seed": [seed for seed, _ in members]})
+    finals = (layers, recorder.final_layers()) if spec.record == "loss" else None
+    stats = member_stats(long, config.model.layer_sizes, keys, finals, x, config.model.activation)
+    index = long.pop("member").to_numpy()
+    for position, column in enumerate(("lr", "hidden", "seed")):
+        long.insert(position, column, keys[column].to_numpy()[index])
+    write_part(task.history, part.name, long)
+    log.debug("part %d: %d members written", part.index, len(members))
+    return stats
