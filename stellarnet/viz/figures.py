@@ -105,6 +105,7 @@ def regenerate(
     stride: int | None = None,
     grid: int = 41,
     catalog: str | Path | None = None,
+    explorer: bool = False,
 ) -> list[Path]:
     """Write every figure, table and the report of one run or sweep folder, all or nothing.
 
@@ -130,6 +131,8 @@ def regenerate(
         Points per side of the loss-landscape grid.
     catalog : path, optional
         A copy of the run's catalog (checked against the recorded sha256).
+    explorer : bool
+        Also write ``explorer.html`` (:mod:`stellarnet.viz.explorer`; the command does).
 
     Returns
     -------
@@ -155,12 +158,17 @@ def regenerate(
                 written += _run_figures(results, staging, epoch, stride, log_scale)
                 written += write_tables(results, digits=digits, folder=staging)
             written += _prediction_figures(results, staging, epoch)
+            landscape = None
             if drawn_rates(results):
                 landscape = compute_landscape(results, grid=grid)
                 written.append(
                     save_figure(plot_landscape(results, landscape), staging, "landscape")
                 )
         written += write_report(results, digits=digits, folder=staging)
+        if explorer:  # the landscape just computed, not a second one
+            from stellarnet.viz.explorer import write_explorer
+
+            written.append(write_explorer(results, grid, folder=staging, landscape=landscape))
         moved = []
         for path in written:
             for name in _with_pdf(path):
