@@ -55,19 +55,31 @@ def write_part(history: str | Path, name: str, frame: pd.DataFrame) -> list[Path
     return written
 
 
-def history_dataset(history: str | Path):
-    """The study's history as a ``pyarrow.dataset.Dataset`` (lr float64, hidden int64 from
-    the folder names); ResultsFolderError if there is none."""
+def history_dataset(history: str | Path, hidden: int | None = None):
+    """The study's history (of width ``hidden``, or all) as a ``pyarrow.dataset.Dataset``
+    (lr float64 and hidden int64 from the folder names; the widths' columns unified, a
+    width's own in order); ResultsFolderError if there is none."""
     import pyarrow as pa
     import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     history = Path(history)
-    if not history.is_dir() or not any(history.glob("lr=*/hidden=*/part-*.parquet")):
-        raise ResultsFolderError(f"{history} holds no study history (lr=*/hidden=*/part-*.parquet)")
-    partitioning = ds.partitioning(
-        pa.schema([("lr", pa.float64()), ("hidden", pa.int64())]), flavor="hive"
+    pattern = f"lr=*/hidden={'*' if hidden is None else int(hidden)}/part-*.parquet"
+    files = sorted(history.glob(pattern)) if history.is_dir() else []
+    if not files:
+        raise ResultsFolderError(f"{history} holds no study history ({pattern})")
+    first_of_width = {path.parent.name: path for path in reversed(files)}
+    keys = pa.schema([("lr", pa.float64()), ("hidden", pa.int64())])
+    schema = pa.unify_schemas([pq.read_schema(path) for path in first_of_width.values()])
+    schema = pa.unify_schemas([schema, keys])
+    partitioning = ds.partitioning(keys, flavor="hive")
+    return ds.dataset(
+        [str(path) for path in files],
+        schema=schema,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(history),
     )
-    return ds.dataset(history, format="parquet", partitioning=partitioning)
 
 
 def read_history(
@@ -81,7 +93,7 @@ def read_history(
     epoch."""
     import pyarrow.dataset as ds
 
-    dataset = history_dataset(history)
+    dataset = history_dataset(history, hidden)
     names = [n for n in dataset.schema.names if n not in KEYS]
     wanted = names if columns is None else [c for c in columns if c not in KEYS]
     condition = None

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,8 @@ def plot_loss_bands(folder: Path, members: pd.DataFrame, record: dict):
     for ax, width in zip(axes, widths, strict=True):
         for lr in rates:
             epochs, losses = loss_matrix(folder / HISTORY_DIR, lr, width)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # a cell whose members all diverged at an epoch
+                warnings.simplefilter("ignore", RuntimeWarning)
                 losses = np.where(np.isfinite(losses), losses, np.nan)
                 low, mid, high = np.nanpercentile(losses, [BANDS[0], 50, BANDS[1]], axis=0)
             every.append(losses)
