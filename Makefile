@@ -17,12 +17,22 @@ FIGURE_OPTS ?=
 # alone refuses to overwrite). Set FORCE= to keep the CLI's refusal.
 FORCE  ?= --force
 
-.PHONY: install test lint experiment sweep runs compare fetch figures clean
+.PHONY: install browser test lint experiment sweep runs compare fetch figures clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e '.[dev]'
+
+# Headless Chromium and its driver from Debian for the explorer's browser tests
+# (tests/test_explorer_browser.py): apt-get only when either is missing; as root (CI) or
+# through sudo. Selenium is told where they are, so it never downloads a browser.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
 
 test:
 	$(BIN)/python -m pytest -q

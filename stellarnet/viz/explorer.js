@@ -107,7 +107,7 @@ function drawPanels(frame) {
     }
   });
   dataFig.title.text = `${E.dataTitle}: network after epoch ${epoch}`;
-  offNote.text = off.length ? `prediction off the axes: ${off.join(", ")}` : "";
+  offNote.text = off.length === 0 ? "" : `prediction off the axes: ${off.length > 3 ? off.length + " rates" : off.join(", ")}`;
   gradFig.title.text = epoch === 0 && E.rates.every((r) => !finite(r.gradients[frame * BLOCKS]))
     ? "Gradient size per layer: none at epoch 0 (the initial weights)"
     : `Gradient size per layer in epoch ${epoch}`;
@@ -176,6 +176,15 @@ window.stellarnetExplorer = {
     return E.epochs[frame];
   },
   selectParameter(name) { paramSelect.value = String(name); render(); },
+  setRateVisible(key, shown) {
+    const i = E.rates.findIndex((r) => r.key === String(key));
+    if (i >= 0 && renderers[i].length > 0) renderers[i][0].visible = Boolean(shown);  // the others follow
+    render();
+  },
+  rendererVisibility(key) {  // whether each of the rate's glyphs, in every panel, is shown
+    const i = E.rates.findIndex((r) => r.key === String(key));
+    return i < 0 ? [] : renderers[i].map((r) => r.visible);
+  },
   shown() {
     const frame = Math.max(0, Math.min(F - 1, Math.round(slider.value)));
     const out = { epoch: E.epochs[frame], rates: [], loss: {}, output: {}, parameters: {}, gradients: {}, selected: paramSelect.value };

@@ -39,6 +39,8 @@ from stellarnet.viz.landscape import Landscape, compute_landscape
 EXPLORER_HTML = "explorer.html"
 LANDSCAPE_GRID = 41
 """Points per side of the landscape's grid (as ``stellarnet figures``' default)."""
+MAX_TITLE_RATES = 4
+"""The page's title lists up to this many rates; more are summarised as a range."""
 PLAY_SECONDS = 15.0
 """Play runs through all frames in about this long (at most 10 frames a second)."""
 
@@ -72,10 +74,13 @@ def explorer_content(
 
 
 def page_title(results: SavedResults) -> str:
-    """``hr_relation: LR=0.1, 0.3, 300 epochs``."""
-    rates = ", ".join(f"{lr:g}" for lr in results.learning_rates)
+    """``hr_relation: LR=0.1, 0.3, 300 epochs`` (many rates: ``8 rates, LR=0.01 to 1``)."""
+    rates = results.learning_rates
+    text = "LR=" + ", ".join(f"{lr:g}" for lr in rates)
+    if len(rates) > MAX_TITLE_RATES:
+        text = f"{len(rates)} rates, LR={min(rates):g} to {max(rates):g}"
     epochs = int(results.config["training"]["epochs"])
-    return f"{results.experiment}: LR={rates}, {epochs} epochs"
+    return f"{results.experiment}: {text}, {epochs} epochs"
 
 
 def _notes(content: ExplorerContent) -> list[str]:

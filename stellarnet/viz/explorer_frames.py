@@ -21,7 +21,7 @@ from stellarnet.results.names import rate_label
 from stellarnet.results.saved import SavedResults, lr_label
 from stellarnet.schema import parameter_names, parse_column
 from stellarnet.viz.network import parameter_scale
-from stellarnet.viz.style import lr_color
+from stellarnet.viz.style import LR_COLORS, lr_color
 
 MAX_FRAMES = 400
 """Slider positions at most: every recorded epoch of runs up to this long."""
@@ -69,8 +69,9 @@ class RateTrack:
     key : str
         The rate as in its ``lr=<rate>`` folder (:func:`stellarnet.results.names.rate_label`):
         the key of the page's scripting hook.
-    label, color : str
-        ``LR=<rate>`` and its colour in every stellarnet figure.
+    label, color, dash : str
+        ``LR=<rate>``, its colour in every stellarnet figure, and its line dash: dashed once
+        the colours repeat (more rates than :data:`~stellarnet.viz.style.LR_COLORS`).
     columns : dict of str to ndarray
         The history's columns (``epoch``, ``output``, ``loss``, ``w^l_i``, ``b^l_i``,
         ``g^l_i``, ``gb^l_i``, ...) at the frames, float64 exactly as saved; NaN where absent.
@@ -92,6 +93,7 @@ class RateTrack:
     key: str
     label: str
     color: str
+    dash: str
     columns: dict[str, np.ndarray]
     present: np.ndarray
     inactive: np.ndarray
@@ -182,6 +184,7 @@ def rate_track(results: SavedResults, lr: float, position: int, frames: Frames) 
         key=rate_label(lr),
         label=lr_label(lr),
         color=lr_color(position),
+        dash="solid" if position < len(LR_COLORS) else "dashed",
         columns=columns,
         present=present,
         inactive=_inactive(gradients_from, sizes) & present[:, None],

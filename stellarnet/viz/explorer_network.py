@@ -62,7 +62,9 @@ def network_sources(content: ExplorerContent) -> tuple[ColumnDataSource, ColumnD
     count = len(nodes["name"])
     nodes |= {k: [""] * count for k in ("value", "gvalue", "state")}
     nodes |= {"fill": ["#ffffff"] * count, "hatch": [" "] * count}
-    return ColumnDataSource(edges), ColumnDataSource(nodes)
+    return ColumnDataSource(edges, name="network-edges"), ColumnDataSource(
+        nodes, name="network-nodes"
+    )
 
 
 def network_panel(content: ExplorerContent, edges, nodes, highlight, ring):

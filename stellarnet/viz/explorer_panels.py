@@ -32,6 +32,8 @@ PANEL = {"width": 450, "height": 340}
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 PALETTE = list(interp_palette(RdBu11, 101))
 """Weights and biases: blue < 0, white near 0, red > 0 (as in ``network.png``)."""
+MAX_DATA_LEGEND = 3
+"""The data panel names up to this many rates in its legend (the loss panel names all)."""
 LOG_RANGE = 100.0
 """A loss spanning more than this factor goes on a log axis."""
 
@@ -82,6 +84,7 @@ def loss_panel(content: ExplorerContent, renderers: list[list]):
                 track.loss_epochs[keep],
                 track.loss_values[keep],
                 color=track.color,
+                line_dash=track.dash,
                 line_width=2,
                 legend_label=label,
             )
@@ -100,7 +103,7 @@ def loss_panel(content: ExplorerContent, renderers: list[list]):
         )
         marks.append(mark)
     fig.legend.click_policy = "hide"
-    fig.legend.location = "top_right"
+    fig.legend.location = "bottom_left"
     fig.legend.background_fill_alpha = 0.7
     return fig, cursor, marks, log
 
@@ -140,8 +143,10 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
         low, high = float(np.nanmin(panel.inputs)), float(np.nanmax(panel.inputs))
         fig.line([low, high], [low, high], color="#888888", line_dash="dashed", legend_label="1:1")
     curves = []
+    named = len(content.tracks) <= MAX_DATA_LEGEND  # more would hide the data: see the loss
     for track, own in zip(content.tracks, renderers, strict=True):
         source = ColumnDataSource({"x": [], "y": []})
+        legend = {"legend_label": f"network, {track.label}"} if named else {}
         if panel.kind == "curve":
             own.append(
                 fig.line(
@@ -149,8 +154,9 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
                     "y",
                     source=source,
                     color=track.color,
+                    line_dash=track.dash,
                     line_width=3,
-                    legend_label=f"network, {track.label}",
+                    **legend,
                 )
             )
         else:
@@ -162,7 +168,7 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
                     color=track.color,
                     size=4,
                     alpha=0.6,
-                    legend_label=f"network, {track.label}",
+                    **legend,
                 )
             )
         curves.append(source)
@@ -255,7 +261,9 @@ def landscape_panel(content: ExplorerContent, renderers: list[list]):
             marks.append(None)
             continue
         own.append(fig.line(path[:, 0], path[:, 1], color="white", line_width=4, alpha=0.7))
-        own.append(fig.line(path[:, 0], path[:, 1], color=track.color, line_width=2))
+        own.append(
+            fig.line(path[:, 0], path[:, 1], color=track.color, line_dash=track.dash, line_width=2)
+        )
         own.append(
             fig.scatter(
                 [path[-1, 0]],
