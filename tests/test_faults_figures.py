@@ -456,13 +456,15 @@ def test_older_run_json_without_status_is_complete(experiment):
 
 
 def test_loss_curve_of_a_diverged_run_ends_with_a_marker(diverged_run):
-    ax = plot_loss(load_results(diverged_run)).axes[0]
+    fig = plot_loss(load_results(diverged_run))
+    ax = fig.axes[0]
     (line,) = [line for line in ax.get_lines() if line.get_label().startswith("LR=0.3")]
     assert line.get_label() == "LR=0.3, diverged at epoch 3"
     np.testing.assert_array_equal(line.get_xdata(), [1, 2])
     crosses = [line for line in ax.get_lines() if line.get_marker() == "X"]
     assert [list(c.get_xdata()) for c in crosses] == [[3], []]  # the mark, the legend entry
-    assert "loss no longer finite (diverged)" in [t.get_text() for t in ax.get_legend().texts]
+    (legend,) = fig.legends  # beside the axes, where it covers no curve
+    assert "loss no longer finite (diverged)" in [t.get_text() for t in legend.texts]
 
 
 def test_a_diverging_rate_does_not_flatten_the_others(diverged_sweep):
@@ -505,7 +507,8 @@ def test_prediction_figures_use_the_last_finite_weights_and_say_so(diverged_swee
     expected = sweep.predict(sweep.layers(0.3, 2), np.linspace(0, 1, len(x))[:, None])[:, 0]
     np.testing.assert_allclose(curves[1].get_xdata(), expected, rtol=1e-12)
     fig = plot_residuals(sweep)
-    assert len(fig.axes) == 1 and fig.axes[0].get_title().startswith("LR=0.1, after epoch 4")
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "LR=0.1"
+    assert fig.get_suptitle().startswith("Residuals of the network's prediction, after epoch 4")
     assert "not drawn, diverged: LR=0.3 (epoch 3)" in fig.get_suptitle()
 
 

@@ -14,7 +14,9 @@ import pandas as pd
 from stellarnet.data.datasets import ColumnSpec, transform_column, valid_rows
 from stellarnet.errors import StellarnetError
 from stellarnet.results.analysis import network_loss, prediction_curve, residuals
+from stellarnet.results.run_catalog import log_space
 from stellarnet.results.saved import SavedResults, as_results, lr_label
+from stellarnet.viz.captions import add_caption, run_caption
 from stellarnet.viz.divergence import (
     diverged_rates,
     drawn_rates,
@@ -25,8 +27,11 @@ from stellarnet.viz.divergence import (
 from stellarnet.viz.style import (
     WIDE,
     axis_label,
-    lr_color,
     new_figure,
+    number,
+    rate_colorbar,
+    rate_colors,
+    uses_colorbar,
     write_figure,
 )
 from stellarnet.viz.training import rates_title, status_label
@@ -43,6 +48,14 @@ CROWDED = 1000
 """Above this many stars the HR diagram shades the point density beneath the points."""
 MIN_BIN = 5
 """Fewest rows in an input bin for the residual figure to draw its median."""
+MEDIAN_COLOR = "black"
+GRID_COLUMNS = 4
+WIDE_GRID_COLUMNS = 6
+"""Columns of the residual small multiples: 4, or 6 beyond 16 rates (32 rates: 6 x 6)."""
+PANEL_HEIGHT = 1.6
+"""Height in inches of a row of residual panels."""
+SHARED_Y_SPREAD = 10.0
+"""Residual panels share their y axis unless their spreads differ by more than this."""
 
 
 def is_hr_relation(results: SavedResults) -> bool:
@@ -128,34 +141,65 @@ def _catalog_points(
 def _prediction_curves(ax: Axes, results: SavedResults, epoch: int | None) -> dict:
     """Each learning rate's prediction (log Teff on x, log L on y); return the lines drawn
     by learning rate. A diverged rate is drawn with its last finite weights, and a rate with
-    none is named in the legend only."""
+    none is named in the legend only. Beyond :data:`~stellarnet.viz.style.MAX_LEGEND_RATES`
+    rates the lines carry no legend label (a colour bar names them)."""
     lines = {}
-    for position, lr in enumerate(results.learning_rates):
+    colours = rate_colors(results.learning_rates)
+    legend = not uses_colorbar(results.learning_rates)
+    for lr in results.learning_rates:
         shown = results.weights_epoch(lr, epoch)
         if shown is None:
             label = f"network, {status_label(results, lr)}: no finite weights, not drawn"
-            ax.plot([], [], color=lr_color(position), linewidth=2, label=label)
+            ax.plot([], [], color=colours[lr], linewidth=2, label=label if legend else None)
             continue
         curve_x, curve_y = finite_curve(prediction_curve(results, lr, shown))
         loss = network_loss(results, results.layers(lr, shown))
+        label = (
+            f"network, {lr_label(lr)}{weights_note(results, lr, wrap=True)}, after "
+            f"epoch {shown} (loss {number(loss)})"
+        )
         (lines[lr],) = ax.plot(
             curve_y,
             curve_x,
-            color=lr_color(position),
-            linewidth=2,
+            color=colours[lr],
+            linewidth=2 if legend else 1.2,
             zorder=4,
-            label=f"network, {lr_label(lr)}{weights_note(results, lr, wrap=True)}, after "
-            f"epoch {shown} (loss {loss:.4g})",
+            label=label if legend else None,
         )
     return lines
 
 
+def leaving_axes(ax: Axes, lines: dict) -> list[float]:
+    """The rates whose curve leaves the axes somewhere (clipped by the axis range)."""
+    (left, right), (bottom, top) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    leaving = []
+    for lr, line in lines.items():
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
+        if ((x < left) | (x > right) | (y < bottom) | (y > top)).any():
+            leaving.append(lr)
+    return leaving
+
+
+def _hr_caption(results: SavedResults, ax: Axes, lines: dict, stars: int) -> str:
+    """The run caption, the stars drawn, and the curves that leave the axes."""
+    trained = len(results.part("train")[1])
+    text = f"{run_caption(results)}. Points: the catalog's {stars} stars ({trained} trained on)"
+    leaving = leaving_axes(ax, lines)
+    if leaving:
+        names = ", ".join(lr_label(lr) for lr in leaving)
+        text += f". Curves clipped at the axes: {names}"
+    return text
+
+
 def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
-    """The catalog as log L vs log Teff (Teff axis reversed), points coloured by BP-RP and
-    shaded by density when crowded, with the network's prediction curve per learning rate."""
+    """The training stars as log L vs log Teff (Teff axis reversed), points coloured by BP-RP
+    and shaded by density when crowded, with the network's prediction curve per learning
+    rate; a caption names the curves that leave the axes."""
     check_one_input_and_output(results, "HR relation")
-    frame = results.catalog()
     feature, target = results.features[0], results.target
+    frame = results.catalog()
     stars = frame.loc[valid_rows(frame, [feature, target])]
     x_values, x_log = _log_values(stars, target)
     y_values, y_log = _log_values(stars, feature)
@@ -172,8 +216,11 @@ def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
         note_off_axes(ax, results, lines)
     ax.set_xlabel(axis_label(target.column, results.unit(target.column), x_log))
     ax.set_ylabel(axis_label(feature.column, results.unit(feature.column), y_log))
-    ax.set_title(f"HR relation and network prediction ({rates_title(results)})")
+    ax.set_title(f"HR relation and network prediction\n({rates_title(results)})")
+    if uses_colorbar(results.learning_rates):
+        rate_colorbar(fig, ax, results.learning_rates, location="left")
     fig.legend(loc="outside lower center", ncol=1, fontsize=7, frameon=False)
+    add_caption(fig, _hr_caption(results, ax, lines, len(stars)))
     return fig
 
 
@@ -198,68 +245,114 @@ def _binned_medians(x: np.ndarray, values: np.ndarray, bins: int) -> tuple[np.nd
     return 0.5 * (edges[1:] + edges[:-1]), medians
 
 
+def _finite_residuals(
+    results: SavedResults, lr: float, epoch: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`stellarnet.results.analysis.residuals` without the rows whose prediction
+    overflowed (the weights of a diverging run)."""
+    x, resid = residuals(results, lr, epoch)
+    keep = np.isfinite(resid)
+    return x[keep], resid[keep]
+
+
 def _residual_panel(
-    ax: Axes, results: SavedResults, position: int, epoch: int | None, bins: int
-) -> float:
-    """One learning rate's residuals vs the input with their binned median; return the RMS.
+    ax: Axes, x: np.ndarray, resid: np.ndarray, colour: Any, bins: int, unit: str, narrow: bool
+) -> None:
+    """One learning rate's residuals vs the input with their binned median and the RMS.
     Few rows are drawn larger and opaque: the faint dots that keep 2000 stars legible would
     all but vanish."""
-    lr = results.learning_rates[position]
-    x, resid = residuals(results, lr, epoch)
-    if not np.all(np.isfinite(resid)):  # the weights of a diverging run overflowed
-        keep = np.isfinite(resid)
-        x, resid = x[keep], resid[keep]
-        if not keep.any():
-            return float("nan")
+    from matplotlib import patheffects
+
+    if not x.size:
+        ax.text(0.5, 0.5, "no finite prediction", transform=ax.transAxes, ha="center")
+        return
     dots = {"s": 3, "alpha": 0.3} if len(x) > CROWDED else {"s": 14, "alpha": 0.8}
-    ax.scatter(x, resid, color=lr_color(position), linewidths=0, rasterized=True, **dots)
+    ax.scatter(x, resid, color=colour, linewidths=0, rasterized=True, **dots)
     centres, medians = _binned_medians(x, resid, bins)
     if not np.all(np.isnan(medians)):
-        ax.plot(
-            centres,
-            medians,
-            color="tab:orange",
-            linewidth=2,
-            label=f"median in bins of {MIN_BIN}+ rows",
-        )
-        ax.legend(loc="best")
+        halo = [patheffects.withStroke(linewidth=3, foreground="white")]
+        ax.plot(centres, medians, color=MEDIAN_COLOR, linewidth=1.5, path_effects=halo)
     ax.axhline(0.0, color="0.3", linewidth=0.8)
-    feature = results.features[0]
-    x_log = "log10" in feature.transforms
-    ax.set_xlabel(axis_label(feature.column, results.unit(feature.column), x_log))
-    return float(np.sqrt(np.mean(resid**2)))
+    rms = float(np.sqrt(np.mean(resid**2)))
+    ax.text(
+        0.03,
+        0.95,
+        f"RMS {number(rms)}{unit}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=7 if narrow else 8,
+        bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 1},
+    )
+
+
+def _grid(n: int) -> tuple[int, int]:
+    """Rows and columns of the small multiples of ``n`` panels."""
+    columns = min(n, GRID_COLUMNS if n <= GRID_COLUMNS**2 else WIDE_GRID_COLUMNS)
+    return -(-n // columns), columns
+
+
+def _shared_y(panels: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether the panels share a y scale: always beyond :data:`GRID_COLUMNS` x 2 panels
+    (narrow panels need their width for data, not tick labels, and many panels are read by
+    comparison), else unless their residual spreads differ by more than
+    :data:`SHARED_Y_SPREAD` (one rate far off would flatten every other panel)."""
+    if len(panels) > 2 * GRID_COLUMNS:
+        return True
+    spreads = [float(np.ptp(np.percentile(r, [1, 99]))) for _, r in panels if r.size]
+    positive = [s for s in spreads if s > 0]
+    return not positive or max(positive) <= SHARED_Y_SPREAD * min(positive)
 
 
 def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 20) -> Figure:
     """Predicted minus true target (in its log space if it is logged) vs the input in catalog
-    units, one panel per learning rate, with the binned median and the RMS.
+    units: small multiples, one panel per learning rate, with the binned median and the RMS.
 
-    Rates that diverged are left out (named in the title) when others trained to the end;
-    if every rate diverged, each is drawn with its last finite weights on its own y scale.
+    Panels share their axes unless the residuals' spreads differ by more than a factor
+    :data:`SHARED_Y_SPREAD` (said in the title). Rates that diverged are left out (named in
+    the title) when others trained to the end; if every rate diverged, each is drawn with its
+    last finite weights.
     """
+    from matplotlib.ticker import MaxNLocator
+
     check_one_input_and_output(results, "residuals")
-    target = results.target
+    target, feature = results.target, results.features[0]
     rates = drawn_rates(results)
-    fig = new_figure(WIDE if len(rates) > 1 else None)
-    diverged = bool(rates) and results.divergence(rates[0]) is not None
-    axes = fig.subplots(1, max(len(rates), 1), sharey=not diverged, squeeze=False)[0]
+    shown = {lr: results.weights_epoch(lr, epoch) for lr in rates}
+    panels = [_finite_residuals(results, lr, shown[lr]) for lr in rates]
+    rows, columns = _grid(max(len(rates), 1))
+    size = None if columns == 1 else (WIDE[0], 1.2 + PANEL_HEIGHT * rows)
+    fig = new_figure(size)
+    shared = _shared_y(panels)
+    axes = fig.subplots(rows, columns, sharex=True, sharey=shared, squeeze=False).ravel()
     y_log = "log10" in target.transforms
     unit = "dex" if y_log else results.unit(target.column)
-    unit_text = f" {unit}" if unit else ""
-    for ax, lr in zip(axes, rates, strict=False):
-        shown = results.weights_epoch(lr, epoch)
-        rms = _residual_panel(ax, results, results.learning_rates.index(lr), shown, bins)
-        if diverged:
-            ax.set_title(
-                f"{status_label(results, lr)}:\nlast finite weights (epoch {shown}), "
-                f"RMS {rms:.3g}{unit_text}",
-                fontsize=8,
-            )
-        else:
-            ax.set_title(f"{lr_label(lr)}, after epoch {shown}: RMS {rms:.3f}{unit_text}")
+    colours = rate_colors(results.learning_rates)
+    x_log = log_space(np.zeros(1), results.dataset().transform_params[feature.column])[1]
+    for ax, lr, (x, resid) in zip(axes, rates, panels, strict=False):
+        narrow = columns > GRID_COLUMNS
+        _residual_panel(ax, x, resid, colours[lr], bins, f" {unit}" if unit else "", narrow)
+        title = f"{lr_label(lr)}{weights_note(results, lr)}"
+        ax.set_title(title, fontsize=8 if columns > 1 else None)
+    for ax in axes[len(rates) :]:
+        ax.set_axis_off()
+    axes[0].xaxis.set_major_locator(MaxNLocator(4 if columns <= GRID_COLUMNS else 3))
+    for ax in axes[max(len(rates) - columns, 0) : len(rates)]:
+        ax.set_xlabel(axis_label(feature.column, results.unit(feature.column), x_log))
+        ax.xaxis.set_tick_params(labelbottom=True)
     prefix = "log$_{10}$ " if y_log else ""
-    axes[0].set_ylabel(f"predicted - true {prefix}{target.column}" + (f" [{unit}]" if unit else ""))
-    fig.suptitle("Residuals of the network's prediction" + _left_out_note(results, rates))
+    fig.supylabel(f"predicted - true {prefix}{target.column}" + (f" [{unit}]" if unit else ""))
+    epochs = sorted(set(shown.values()) - {None})
+    when = f"after epoch {epochs[0]}" if len(epochs) == 1 else "at each rate's last finite row"
+    fig.suptitle(
+        f"Residuals of the network's prediction, {when}"
+        + ("" if shared else "\neach panel on its own y scale")
+        + _left_out_note(results, rates)
+    )
+    add_caption(
+        fig,
+        f"{run_caption(results)}. Black line (white halo): median residual in {bins} bins of the input "
+        f"(bins of {MIN_BIN}+ rows).",
+    )
     return fig
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from stellarnet.files import atomic_write
 
@@ -49,6 +51,18 @@ LR_COLORS = ("#000000", "#7b3294", "#1b7837", "#e66101", "#2166ac", "#b2182b", "
 """Line colour of each learning rate, in sweep order, the same in every figure; dark so that
 it stands out over the catalog's colour-coded points."""
 
+MAX_LEGEND_RATES = 6
+"""Sweeps of up to this many rates get distinct colours and a legend; more get a colour bar."""
+MAX_TITLE_RATES = 4
+"""Titles list up to this many rates; more are summarised as a range."""
+RATE_CMAP = "plasma"
+RATE_CMAP_RANGE = (0.0, 0.85)
+"""The sequential colormap of many rates, without its palest end (lost on a white page)."""
+LOG_SPAN = 100.0
+"""A loss that spans more than this factor is drawn on a log axis (two decades)."""
+SIGNIFICANT = 4
+"""Significant figures of numbers in text (titles, captions, legends, messages)."""
+
 LOSS_LABELS = {"mse": "mean squared error", "half_mse": "half mean squared error"}
 
 PNG_METADATA = {"Software": None}
@@ -61,8 +75,72 @@ logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 
 def lr_color(position: int) -> str:
-    """Colour of the ``position``-th learning rate of a sweep (0-based)."""
+    """Colour of the ``position``-th learning rate of a sweep of at most
+    :data:`MAX_LEGEND_RATES` rates (0-based); :func:`rate_colors` covers any sweep."""
     return LR_COLORS[position % len(LR_COLORS)]
+
+
+def uses_colorbar(rates: Sequence[float]) -> bool:
+    """Whether a sweep's rates are told apart by a colour bar (more than
+    :data:`MAX_LEGEND_RATES`) rather than by a legend of distinct colours."""
+    return len(rates) > MAX_LEGEND_RATES
+
+
+def _rate_scale(rates: Sequence[float]) -> tuple[Any, Any]:
+    """The colormap and log norm of :func:`rate_colors` beyond :data:`MAX_LEGEND_RATES`."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap, LogNorm
+
+    low, high = min(rates), max(rates)
+    cmap = ListedColormap(colormaps[RATE_CMAP](np.linspace(*RATE_CMAP_RANGE, 256)))
+    return cmap, LogNorm(low, high if high > low else low * 10)
+
+
+def rate_colors(rates: Sequence[float]) -> dict[float, Any]:
+    """The colour of each learning rate, the same in every figure of a sweep.
+
+    Up to :data:`MAX_LEGEND_RATES` rates get the distinct dark colours of :data:`LR_COLORS`
+    in sweep order (named in legends); more get a sequential colormap ordered by log10 of
+    the rate, read off a colour bar (:func:`rate_colorbar`): 32 legend entries could not be
+    told apart, a gradient from small to large rates can.
+    """
+    if not uses_colorbar(rates):
+        return {lr: lr_color(position) for position, lr in enumerate(rates)}
+    cmap, norm = _rate_scale(rates)
+    return {lr: cmap(norm(lr)) for lr in rates}
+
+
+def rate_colorbar(fig: Figure, ax: Axes | Sequence[Axes], rates: Sequence[float], **kwargs: Any):
+    """A colour bar of the learning rates (log scale) beside ``ax``, for figures whose rates
+    are coloured by :func:`rate_colors` beyond :data:`MAX_LEGEND_RATES`."""
+    from matplotlib.cm import ScalarMappable
+
+    cmap, norm = _rate_scale(rates)
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, **kwargs)
+    bar.set_label(f"learning rate ({len(rates)} rates)")
+    return bar
+
+
+def rates_text(rates: Sequence[float]) -> str:
+    """``"LR=0.1, 0.3"`` for a few rates, ``"8 rates, LR=0.001 to 3"`` for many (a title
+    listing 32 rates runs off the figure)."""
+    if len(rates) <= MAX_TITLE_RATES:
+        return "LR=" + ", ".join(f"{lr:g}" for lr in rates)
+    return f"{len(rates)} rates, LR={min(rates):g} to {max(rates):g}"
+
+
+def wants_log(values: np.ndarray | Sequence[float]) -> bool:
+    """Whether losses belong on a log axis: their finite positive values span more than
+    :data:`LOG_SPAN` (a linear axis would show only the largest of them)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values) & (values > 0)]
+    return bool(values.size) and float(values.max()) > LOG_SPAN * float(values.min())
+
+
+def number(value: float) -> str:
+    """A number in running text: :data:`SIGNIFICANT` significant figures (``13.82``,
+    ``0.000286``); tables keep full precision."""
+    return f"{value:.{SIGNIFICANT}g}"
 
 
 @contextlib.contextmanager

@@ -13,14 +13,19 @@ import pandas as pd
 from stellarnet.params import parameter_names
 from stellarnet.results.analysis import dead_units, describe_dead
 from stellarnet.results.saved import SavedResults, as_results, lr_label
-from stellarnet.viz.divergence import finite_note, mark_divergence
+from stellarnet.viz.captions import add_caption, run_caption
+from stellarnet.viz.divergence import diverged_rates, finite_note, fit_loss_axis
 from stellarnet.viz.style import (
+    MAX_LEGEND_RATES,
     WIDE,
     integer_epochs,
-    lr_color,
     math_name,
     new_figure,
+    rate_colorbar,
+    rate_colors,
+    rates_text,
     results_loss_label,
+    uses_colorbar,
     write_figure,
 )
 
@@ -38,8 +43,8 @@ MAX_LEGEND_LINES = 12
 
 
 def rates_title(results: SavedResults) -> str:
-    """``"LR=0.1, 0.3"``: the learning rates of a figure, for its title."""
-    return "LR=" + ", ".join(f"{lr:g}" for lr in results.learning_rates)
+    """``"LR=0.1, 0.3"`` or ``"8 rates, LR=0.001 to 3"``: the learning rates, for a title."""
+    return rates_text(results.learning_rates)
 
 
 # --- loss ----------------------------------------------------------------------------------
@@ -52,49 +57,63 @@ def status_label(results: SavedResults, lr: float) -> str:
     return label if divergence is None else f"{label}, diverged at epoch {divergence.epoch}"
 
 
-def draw_loss_lines(ax: Axes, results: SavedResults, log_scale: bool = False) -> None:
-    """One loss line per learning rate, in its colour and labelled ``LR=...``; the y axis on
-    a log scale if ``log_scale``.
+def draw_loss_lines(ax: Axes, results: SavedResults, log_scale: bool | None = None) -> dict:
+    """One loss line per learning rate in its colour (:func:`stellarnet.viz.style.rate_colors`),
+    labelled ``LR=...``; return the lines by rate.
 
-    Epoch 0 is left out: its loss is the initial model's, the same number as epoch 1's (both
-    are computed before the first update). A rate that diverged is drawn up to its last
-    finite row and ends with a cross where its loss stopped being finite (see
-    :func:`stellarnet.viz.divergence.mark_divergence`).
+    The y axis is logarithmic if ``log_scale``, linear if False, and by default logarithmic
+    when the loss spans more than two decades. Epoch 0 is left out: its loss is the initial
+    model's, the same number as epoch 1's (both are computed before the first update). A rate
+    that diverged is drawn up to its last finite row and ends with a cross where its loss
+    stopped being finite; the y range leaves out rates that diverged or exploded (see
+    :func:`stellarnet.viz.divergence.fit_loss_axis`).
     """
     lines = {}
-    for position, lr in enumerate(results.learning_rates):
+    colours = rate_colors(results.learning_rates)
+    for lr in results.learning_rates:
         history = results.finite_history(lr)
         trained = history[history["epoch"] >= 1]
         (lines[lr],) = ax.plot(
             trained["epoch"],
             trained["loss"],
-            color=lr_color(position),
+            color=colours[lr],
             label=status_label(results, lr),
             marker="o" if len(trained) <= MAX_MARKED_EPOCHS else None,
             markersize=3,
+            linewidth=1.5 if len(lines) < MAX_LEGEND_RATES else 1.0,
         )
-    if log_scale:
-        ax.set_yscale("log")
-    diverged = any(results.divergence(lr) for lr in results.learning_rates)
-    if diverged:
-        mark_divergence(ax, results, lines)
+    fit_loss_axis(ax, results, lines, log_scale)
     integer_epochs(ax)
-    ax.legend(**({"fontsize": 7} if diverged else {}))
+    return lines
 
 
-def plot_loss(results: SavedResults, log_scale: bool = False) -> Figure:
-    """Loss vs epoch, one line per learning rate, titled like the assignment."""
+def loss_legend(fig: Figure, ax: Axes, results: SavedResults) -> None:
+    """A legend right of the axes (inside, it would cover curves that span every epoch), or
+    a colour bar of the rates when there are too many to tell apart by colour."""
+    if uses_colorbar(results.learning_rates):
+        rate_colorbar(fig, ax, results.learning_rates)
+        return
+    if len(results.learning_rates) == 1 and not diverged_rates(results):
+        return  # the title names the one rate
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+
+
+def plot_loss(results: SavedResults, log_scale: bool | None = None) -> Figure:
+    """Loss vs epoch, one line per learning rate, titled like the assignment, captioned with
+    the rows, optimiser and initial weights, and the rates that diverged or exploded."""
     fig = new_figure()
     ax = fig.add_subplot()
     draw_loss_lines(ax, results, log_scale)
     ax.set_xlabel("Epoch")
     ax.set_ylabel(results_loss_label(results))
     ax.set_title(f"Training Loss vs Epochs ({rates_title(results)})")
+    loss_legend(fig, ax, results)
+    add_caption(fig, run_caption(results, wild=True))
     return fig
 
 
 def loss_figure(
-    source: str | Path | SavedResults, name: str = "loss", log_scale: bool = False
+    source: str | Path | SavedResults, name: str = "loss", log_scale: bool | None = None
 ) -> Path:
     """Plot loss vs epoch of a run or sweep folder; write ``<folder>/<name>.png`` and ``.pdf``."""
     results = as_results(source)
