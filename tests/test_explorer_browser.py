@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -206,3 +207,25 @@ def test_play_moves_the_slider_and_pause_stops_it(browser, made):
     stopped = shown(browser)["epoch"]
     time.sleep(0.5)
     assert shown(browser)["epoch"] == stopped
+
+
+def test_prediction_drawn_is_the_saved_networks_at_each_epoch(browser, made):
+    from stellarnet.results.analysis import prediction_curve
+    from stellarnet.results.saved import load_results
+    from stellarnet.viz.explorer_predictions import GRID_POINTS
+
+    results = load_results(made["sweep"])
+    span = results.dataset().x[:, 0].astype(float)
+    grid = np.linspace(span.min(), span.max(), GRID_POINTS)
+    open_page(browser, made["sweep"])
+    for epoch in EPOCHS_CHECKED:
+        browser.execute_script(f"stellarnetExplorer.setEpoch({epoch})")
+        for lr in results.learning_rates:
+            curve = browser.execute_script(
+                f"const d = Bokeh.documents[0].get_model_by_name('prediction-{lr:g}').data;"
+                "return [Array.from(d.x), Array.from(d.y)];"
+            )
+            log_l, log_teff = prediction_curve(results, lr, epoch, inputs=grid)
+            # the HR diagram: log Teff across, log L up; the page holds float32
+            np.testing.assert_allclose(curve[0], log_teff, rtol=1e-6)
+            np.testing.assert_allclose(curve[1], log_l, rtol=1e-12)

@@ -88,10 +88,11 @@ function drawPanels(frame) {
     const loss = at(rate, "loss", frame);
     const ok = here && finite(loss) && (!E.lossLog || loss > 0);
     lossMarks[i].data = ok ? { x: [epoch], y: [loss] } : { x: [], y: [] };
-    const pred = rate.prediction.subarray(frame * G, (frame + 1) * G);
-    const xs = [], ys = [];
-    if (here) for (let g = 0; g < G; g++) if (finite(pred[g])) {
-      if (E.swap) { xs.push(pred[g]); ys.push(E.inputs[g]); } else { xs.push(E.inputs[g]); ys.push(pred[g]); }
+    const xs = [], ys = [];  // index, not subarray(): Bokeh's typed arrays do not slice that way
+    if (here) for (let g = 0; g < G; g++) {
+      const p = rate.prediction[frame * G + g];
+      if (!finite(p)) continue;
+      if (E.swap) { xs.push(p); ys.push(E.inputs[g]); } else { xs.push(E.inputs[g]); ys.push(p); }
     }
     curves[i].data = { x: xs, y: ys };
     if (here && visible(i) && xs.length > 0 && !inside(xs, ys)) off.push(rate.label);

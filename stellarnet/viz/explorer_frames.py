@@ -21,7 +21,7 @@ from stellarnet.results.names import rate_label
 from stellarnet.results.saved import SavedResults, lr_label
 from stellarnet.schema import parameter_names, parse_column
 from stellarnet.viz.network import parameter_scale
-from stellarnet.viz.style import LR_COLORS, lr_color
+from stellarnet.viz.style import rate_colors
 
 MAX_FRAMES = 400
 """Slider positions at most: every recorded epoch of runs up to this long."""
@@ -69,9 +69,9 @@ class RateTrack:
     key : str
         The rate as in its ``lr=<rate>`` folder (:func:`stellarnet.results.names.rate_label`):
         the key of the page's scripting hook.
-    label, color, dash : str
-        ``LR=<rate>``, its colour in every stellarnet figure, and its line dash: dashed once
-        the colours repeat (more rates than :data:`~stellarnet.viz.style.LR_COLORS`).
+    label, color : str
+        ``LR=<rate>`` and its colour in every stellarnet figure
+        (:func:`stellarnet.viz.style.rate_colors`), as ``#rrggbb``.
     columns : dict of str to ndarray
         The history's columns (``epoch``, ``output``, ``loss``, ``w^l_i``, ``b^l_i``,
         ``g^l_i``, ``gb^l_i``, ...) at the frames, float64 exactly as saved; NaN where absent.
@@ -93,7 +93,6 @@ class RateTrack:
     key: str
     label: str
     color: str
-    dash: str
     columns: dict[str, np.ndarray]
     present: np.ndarray
     inactive: np.ndarray
@@ -164,7 +163,7 @@ def _thinned(values: np.ndarray, limit: int) -> np.ndarray:
     return values[keep]
 
 
-def rate_track(results: SavedResults, lr: float, position: int, frames: Frames) -> RateTrack:
+def rate_track(results: SavedResults, lr: float, color: str, frames: Frames) -> RateTrack:
     """One learning rate's history at ``frames`` (see :class:`RateTrack`)."""
     history = results.histories[lr]
     sizes = results.layer_sizes
@@ -183,8 +182,7 @@ def rate_track(results: SavedResults, lr: float, position: int, frames: Frames) 
         lr=lr,
         key=rate_label(lr),
         label=lr_label(lr),
-        color=lr_color(position),
-        dash="solid" if position < len(LR_COLORS) else "dashed",
+        color=color,
         columns=columns,
         present=present,
         inactive=_inactive(gradients_from, sizes) & present[:, None],
@@ -198,4 +196,14 @@ def rate_track(results: SavedResults, lr: float, position: int, frames: Frames) 
 
 def rate_tracks(results: SavedResults, frames: Frames) -> list[RateTrack]:
     """:func:`rate_track` of every learning rate, in sweep order."""
-    return [rate_track(results, lr, i, frames) for i, lr in enumerate(results.learning_rates)]
+    colors = rate_colors(results.learning_rates)
+    return [rate_track(results, lr, _hex(colors[lr]), frames) for lr in results.learning_rates]
+
+
+def _hex(color: str | tuple) -> str:
+    """A colour of :func:`rate_colors` (a name or an RGBA tuple beyond six rates) as #rrggbb."""
+    if isinstance(color, str):
+        return color
+    from matplotlib.colors import to_hex
+
+    return to_hex(color)

@@ -84,7 +84,6 @@ def loss_panel(content: ExplorerContent, renderers: list[list]):
                 track.loss_epochs[keep],
                 track.loss_values[keep],
                 color=track.color,
-                line_dash=track.dash,
                 line_width=2,
                 legend_label=label,
             )
@@ -145,7 +144,7 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
     curves = []
     named = len(content.tracks) <= MAX_DATA_LEGEND  # more would hide the data: see the loss
     for track, own in zip(content.tracks, renderers, strict=True):
-        source = ColumnDataSource({"x": [], "y": []})
+        source = ColumnDataSource({"x": [], "y": []}, name=f"prediction-{track.key}")
         legend = {"legend_label": f"network, {track.label}"} if named else {}
         if panel.kind == "curve":
             own.append(
@@ -154,7 +153,6 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
                     "y",
                     source=source,
                     color=track.color,
-                    line_dash=track.dash,
                     line_width=3,
                     **legend,
                 )
@@ -261,9 +259,7 @@ def landscape_panel(content: ExplorerContent, renderers: list[list]):
             marks.append(None)
             continue
         own.append(fig.line(path[:, 0], path[:, 1], color="white", line_width=4, alpha=0.7))
-        own.append(
-            fig.line(path[:, 0], path[:, 1], color=track.color, line_dash=track.dash, line_width=2)
-        )
+        own.append(fig.line(path[:, 0], path[:, 1], color=track.color, line_width=2))
         own.append(
             fig.scatter(
                 [path[-1, 0]],
