@@ -25,8 +25,18 @@ from stellarnet.errors import ConfigError, StellarnetError
 from stellarnet.params import layers_from_row, parameter_names
 from stellarnet.results.analysis import network_loss, parameter_matrix
 from stellarnet.results.saved import SavedResults, as_results, lr_label
-from stellarnet.viz.divergence import drawn_rates
-from stellarnet.viz.style import lr_color, new_figure, results_loss_label, write_figure
+from stellarnet.viz.captions import add_caption, run_caption
+from stellarnet.viz.divergence import calm_rates, drawn_rates
+from stellarnet.viz.style import (
+    new_figure,
+    rate_colorbar,
+    rate_colors,
+    rates_list,
+    rates_text,
+    results_loss_label,
+    uses_colorbar,
+    write_figure,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -57,6 +67,9 @@ class Landscape:
         Loss at ``center + alpha * d1 + beta * d2``.
     paths : dict of float to ndarray, shape (epochs + 1, 2)
         Each learning rate's parameter vectors projected onto the plane, epoch 0 first.
+    excluded : tuple of float
+        Rates that exploded (:func:`stellarnet.viz.divergence.calm_rates`): projected, but
+        kept out of the PCA fit and the grid's extent, which they would own.
     """
 
     center: np.ndarray
@@ -66,6 +79,7 @@ class Landscape:
     betas: np.ndarray
     losses: np.ndarray
     paths: dict[float, np.ndarray]
+    excluded: tuple[float, ...] = ()
 
 
 def principal_directions(vectors: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,12 +125,14 @@ def compute_landscape(
         raise StellarnetError(
             f"{results.folder}: no learning rate has a finite row to draw a landscape from"
         )
-    stacked = np.vstack(list(matrices.values()))
-    first = next(iter(matrices.values()))
+    calm = set(calm_rates(results))
+    fitted = [lr for lr in rates if lr in calm] or rates
+    stacked = np.vstack([matrices[lr] for lr in fitted])
+    first = matrices[fitted[0]]
     origin = first[-1] if center == "final" else stacked.mean(axis=0)
     directions, explained = principal_directions(stacked, first[0])
     paths = {lr: (m - origin) @ directions.T for lr, m in matrices.items()}
-    points = np.vstack(list(paths.values()))
+    points = np.vstack([paths[lr] for lr in fitted])
     low, high = points.min(axis=0), points.max(axis=0)
     span = np.maximum(high - low, 1e-3 * max(float(np.abs(points).max()), 1.0))
     alphas = np.linspace(low[0] - MARGIN * span[0], high[0] + MARGIN * span[0], grid)
@@ -128,7 +144,8 @@ def compute_landscape(
     losses = np.array(
         [[loss(origin + a * directions[0] + b * directions[1]) for a in alphas] for b in betas]
     )
-    return Landscape(origin, directions, explained, alphas, betas, losses, paths)
+    excluded = tuple(lr for lr in rates if lr not in fitted)
+    return Landscape(origin, directions, explained, alphas, betas, losses, paths, excluded)
 
 
 def _loss_contours(fig: Figure, ax: Axes, results: SavedResults, landscape: Landscape) -> None:
@@ -154,66 +171,77 @@ def _loss_contours(fig: Figure, ax: Axes, results: SavedResults, landscape: Land
 
 
 def _training_paths(ax: Axes, landscape: Landscape, rates: list[float]) -> None:
-    """Each learning rate's path (haloed, to read over the contours), its end as a star, and
-    the shared start as a square."""
+    """Each learning rate's path (haloed, to read over the contours) from its start (square)
+    to its end (star), in its colour; exploded rates dashed, clipped at the grid's edge."""
     from matplotlib import patheffects
 
-    halo = [patheffects.withStroke(linewidth=3.5, foreground="white")]
+    colours = rate_colors(rates)
+    many = uses_colorbar(rates)
+    halo = [patheffects.withStroke(linewidth=2.5 if many else 3.5, foreground="white")]
     for lr, path in landscape.paths.items():
-        colour = lr_color(rates.index(lr))
+        colour = colours[lr]
         ax.plot(
             path[:, 0],
             path[:, 1],
-            "-o",
+            "--" if lr in landscape.excluded else "-",
             color=colour,
+            marker=None if many else "o",
             markersize=3,
-            linewidth=1.5,
+            linewidth=1.0 if many else 1.5,
             markevery=max(1, len(path) // MAX_MARKERS),
-            label=lr_label(lr),
+            label=None if many else lr_label(lr),
             path_effects=halo,
             zorder=3,
         )
-        end = {"color": colour, "markersize": 11, "markeredgecolor": "white", "zorder": 4}
-        ax.plot(path[-1, 0], path[-1, 1], "*", **end)
-    start = next(iter(landscape.paths.values()))[0]
-    ax.plot(
-        start[0],
-        start[1],
-        "s",
-        color="white",
-        markeredgecolor="black",
-        markersize=7,
-        zorder=4,
-        label="start (epoch 0)",
-    )
+        edge = {"markeredgecolor": "black", "markeredgewidth": 0.6, "zorder": 4}
+        ax.plot(*path[0], "s", color=colour, markersize=4 if many else 6, **edge)
+        ax.plot(*path[-1], "*", color=colour, markersize=7 if many else 11, **edge)
+    marker = {"color": "white", "markeredgecolor": "black", "linestyle": "none"}
+    ax.plot([], [], "s", markersize=6, label="start (epoch 0)", **marker)
+    ax.plot([], [], "*", markersize=10, label="end (last epoch)", **marker)
 
 
 def _diverged_note(results: SavedResults, landscape: Landscape) -> str:
-    """A second title line naming the diverged rates: left out, or drawn up to their last
-    finite row."""
+    """What the caption says of the wild rates: diverged ones left out or drawn up to their
+    last finite row, exploded ones kept out of the fit."""
+    notes = []
     diverged = [lr for lr in results.learning_rates if results.divergence(lr) is not None]
-    if not diverged:
-        return ""
-    left_out = [lr for lr in diverged if lr not in landscape.paths]
-    names = ", ".join(
-        f"{lr_label(lr)} (epoch {results.divergence(lr).epoch})" for lr in left_out or diverged
-    )
-    what = "not drawn" if left_out else "paths up to the last finite row"
-    return f"\ndiverged: {names}; {what}"
+    if diverged:
+        left_out = [lr for lr in diverged if lr not in landscape.paths]
+        names = ", ".join(
+            f"{lr_label(lr)} (epoch {results.divergence(lr).epoch})" for lr in left_out or diverged
+        )
+        what = "not drawn" if left_out else "paths up to the last finite row"
+        notes.append(f"Diverged: {names}; {what}")
+    exploded = [lr for lr in landscape.excluded if lr not in diverged]
+    if exploded:
+        names = rates_list(exploded, len(results.learning_rates))
+        notes.append(f"Exploded, kept out of the plane's fit and clipped (dashed): {names}")
+    return "".join(f". {note}" for note in notes)
 
 
 def plot_landscape(results: SavedResults, landscape: Landscape) -> Figure:
     """Filled log-spaced loss contours with each learning rate's path (start: square, end:
-    star)."""
-    fig = new_figure((5.6, 4.4))
+    star), the plane's axes limited to the grid (an exploded path is clipped at its edge)."""
+    fig = new_figure((7.2, 4.6))
     ax = fig.add_subplot()
     _loss_contours(fig, ax, results, landscape)
     _training_paths(ax, landscape, results.learning_rates)
+    ax.set_xlim(landscape.alphas[0], landscape.alphas[-1])
+    ax.set_ylim(landscape.betas[0], landscape.betas[-1])
     ax.set_xlabel(f"PC1 ({100 * landscape.explained[0]:.1f}% of path variance)")
     ax.set_ylabel(f"PC2 ({100 * landscape.explained[1]:.1f}% of path variance)")
-    ax.set_title("Loss landscape around the training path" + _diverged_note(results, landscape))
+    ax.set_title(f"Loss landscape around the training paths ({rates_text(results.learning_rates)})")
     ax.grid(False)
-    ax.legend(loc="best", fontsize=7)
+    if uses_colorbar(results.learning_rates):
+        rate_colorbar(fig, ax, results.learning_rates, location="left")
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+    add_caption(
+        fig,
+        f"{run_caption(results)}. Plane through the paths' two principal directions; the "
+        "contours are the loss on it, near but not at each path point"
+        + _diverged_note(results, landscape),
+    )
     return fig
 
 

@@ -31,6 +31,7 @@ from stellarnet.viz.style import (
     number,
     rate_colorbar,
     rate_colors,
+    rates_list,
     uses_colorbar,
     write_figure,
 )
@@ -128,13 +129,15 @@ def density_contours(ax: Axes, x: np.ndarray, y: np.ndarray, bins: int = 40) -> 
 def _catalog_points(
     fig: Figure, ax: Axes, results: SavedResults, stars: pd.DataFrame, x: np.ndarray, y: np.ndarray
 ) -> None:
-    """The stars, coloured by :data:`COLOR_COLUMN` (with a colour bar) when the catalog has it,
-    else grey; gid ``catalog`` so that tests find them."""
-    colour: dict[str, Any] = {"color": "0.4", "alpha": 0.5}
-    if COLOR_COLUMN in stars.columns:
+    """The stars, coloured by :data:`COLOR_COLUMN` (with a colour bar) when the catalog has it
+    and the rates do not need a colour bar of their own (two colour scales on one diagram
+    would be read as one), else grey; gid ``catalog`` so that tests find them."""
+    colour: dict[str, Any] = {"color": "0.55", "alpha": 0.5}
+    by_colour = COLOR_COLUMN in stars.columns and not uses_colorbar(results.learning_rates)
+    if by_colour:
         colour = {"c": stars[COLOR_COLUMN].to_numpy(dtype=float), "cmap": "RdYlBu_r", "alpha": 0.7}
     points = ax.scatter(x, y, s=3, linewidths=0, zorder=2, rasterized=True, gid="catalog", **colour)
-    if COLOR_COLUMN in stars.columns:
+    if by_colour:
         fig.colorbar(points, ax=ax, label=axis_label(COLOR_COLUMN, results.unit(COLOR_COLUMN)))
 
 
@@ -188,8 +191,7 @@ def _hr_caption(results: SavedResults, ax: Axes, lines: dict, stars: int) -> str
     text = f"{run_caption(results)}. Points: the catalog's {stars} stars ({trained} trained on)"
     leaving = leaving_axes(ax, lines)
     if leaving:
-        names = ", ".join(lr_label(lr) for lr in leaving)
-        text += f". Curves clipped at the axes: {names}"
+        text += f". Curves clipped at the axes: {rates_list(leaving, len(results.learning_rates))}"
     return text
 
 
@@ -203,7 +205,7 @@ def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
     stars = frame.loc[valid_rows(frame, [feature, target])]
     x_values, x_log = _log_values(stars, target)
     y_values, y_log = _log_values(stars, feature)
-    fig = new_figure()
+    fig = new_figure(WIDE)
     ax = fig.add_subplot()
     _catalog_points(fig, ax, results, stars, x_values, y_values)
     if len(stars) > CROWDED:
@@ -216,10 +218,11 @@ def plot_hr(results: SavedResults, epoch: int | None = None) -> Figure:
         note_off_axes(ax, results, lines)
     ax.set_xlabel(axis_label(target.column, results.unit(target.column), x_log))
     ax.set_ylabel(axis_label(feature.column, results.unit(feature.column), y_log))
-    ax.set_title(f"HR relation and network prediction\n({rates_title(results)})")
+    ax.set_title(f"HR relation and network prediction ({rates_title(results)})")
     if uses_colorbar(results.learning_rates):
-        rate_colorbar(fig, ax, results.learning_rates, location="left")
-    fig.legend(loc="outside lower center", ncol=1, fontsize=7, frameon=False)
+        rate_colorbar(fig, ax, results.learning_rates)
+    # beside the axes: below them it would collide with the caption, inside it covers stars
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
     add_caption(fig, _hr_caption(results, ax, lines, len(stars)))
     return fig
 
@@ -350,8 +353,8 @@ def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 
     )
     add_caption(
         fig,
-        f"{run_caption(results)}. Black line (white halo): median residual in {bins} bins of the input "
-        f"(bins of {MIN_BIN}+ rows).",
+        f"{run_caption(results)}. Black line (white halo): median residual in {bins} bins "
+        f"of the input (bins of {MIN_BIN}+ rows)",
     )
     return fig
 

@@ -129,6 +129,14 @@ def rates_text(rates: Sequence[float]) -> str:
     return f"{len(rates)} rates, LR={min(rates):g} to {max(rates):g}"
 
 
+def rates_list(rates: Sequence[float], of: int) -> str:
+    """``"LR=0.1, LR=0.3"`` for a few of a figure's ``of`` rates, ``"15 of 32 rates (LR=0.001
+    to 0.0287)"`` for many: a caption naming 15 rates is unreadable."""
+    if len(rates) <= MAX_TITLE_RATES:
+        return ", ".join(f"LR={lr:g}" for lr in rates)
+    return f"{len(rates)} of {of} rates (LR={min(rates):g} to {max(rates):g})"
+
+
 def wants_log(values: np.ndarray | Sequence[float]) -> bool:
     """Whether losses belong on a log axis: their finite positive values span more than
     :data:`LOG_SPAN` (a linear axis would show only the largest of them)."""
