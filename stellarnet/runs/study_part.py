@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 ORDER_FREE_TRANSFORMS = {"log10", "minmax"}
 """Transforms whose values do not depend on the rows' order (min and max, not sums): a
 seed's rows are then the catalog-order rows permuted."""
+SHORT_RUN_EPOCHS = 100
+"""Parts of at most this many epochs train in larger groups (:func:`part_groups`)."""
+SHORT_GROUP_MEMBERS = 64
+"""Members per group of a short run's part: the fastest on the HR net (2 cores; larger
+groups pay for ``spread``'s block matmul, quadratic in the group's size)."""
 _DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -108,6 +114,17 @@ def cut_members(long: pd.DataFrame) -> pd.DataFrame:
     return long[after == 0].reset_index(drop=True)
 
 
+def part_groups(members: int, epochs: int) -> int | None:
+    """Groups of a part's stacked graph. Short runs: groups of about
+    :data:`SHORT_GROUP_MEMBERS`, at least one per core, since tracing and optimising the graph
+    grow with the number of groups and outweigh the faster epochs of the cache-sized groups
+    (:func:`stellarnet.train.grouping.default_groups`, used for longer runs)."""
+    if epochs > SHORT_RUN_EPOCHS:
+        return None
+    cores = os.cpu_count() or 1
+    return min(members, max(cores, -(-members // SHORT_GROUP_MEMBERS)))
+
+
 def train_part(task: PartTask) -> pd.DataFrame:
     """Train ``task``'s part, write its part file and return its members' statistics
     (:func:`stellarnet.results.study_summary.member_stats`)."""
@@ -134,6 +151,7 @@ def train_part(task: PartTask) -> pd.DataFrame:
         context=f"study part {part.index}",
         stop_on_divergence=False,
         row_orders=np.stack([orders[seed] for seed, _ in members]),
+        groups=part_groups(len(members), config.training.epochs),
     )
     long = cut_members(long)
     keys = pd.DataFrame({"lr": rates, "hidden": part.hidden, "seed": [seed for seed, _ in members]})

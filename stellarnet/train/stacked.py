@@ -323,13 +323,15 @@ def train_stacked(
     context: str = "",
     stop_on_divergence: bool = True,
     row_orders: np.ndarray | None = None,
+    groups: int | None = None,
 ) -> tuple[StackedRecorder, pd.DataFrame]:
     """Train ``members`` (initial layers of one architecture) together in one compiled graph,
     member k at ``learning_rates[k]``, for ``epochs`` full-batch epochs.
 
     Returns the :class:`StackedRecorder` (for the trained layers, :meth:`final_layers`) and
     the long history with a ``member`` column. ``sample_weight`` ``[K, n]``: e.g. bootstrap
-    counts; ``row_orders`` ``[K, n]``: each member's own order of the rows.
+    counts; ``row_orders`` ``[K, n]``: each member's own order of the rows; ``groups``: how
+    many groups (default :func:`~stellarnet.train.grouping.default_groups`).
     ``stop_on_divergence=False``: members whose loss becomes NaN or infinite train on
     (their rows are NaN from then on) without stopping the others. The other arguments are
     those of :class:`StackedRecorder` and :func:`~stellarnet.train.engine.run_epochs`.
@@ -345,6 +347,7 @@ def train_stacked(
         loss,
         sample_weight=sample_weight,
         record=record,
+        groups=groups,
         row_orders=row_orders,
     )
     policy = dataclasses.replace(STACKED_POLICY, jit_compile=jit_compile)
