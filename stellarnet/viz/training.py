@@ -39,7 +39,7 @@ MAX_MARKED_EPOCHS = 50
 KINDS = {"parameters": ("w", "b"), "gradients": ("g", "gb")}
 KIND_NAMES = {"w": "weights", "b": "biases", "g": "weight gradients", "gb": "bias gradients"}
 MAX_LEGEND_LINES = 12
-"""Panels with more lines than this get no legend (it would cover the lines)."""
+"""Nets with more hidden units than this get no unit legend (the unit colours repeat)."""
 
 
 def rates_title(results: SavedResults) -> str:
@@ -164,8 +164,26 @@ def _trajectory_panel(
             value = history.loc[history["epoch"] == died, name]
             ax.plot([died], value, marker="x", color="black", markersize=6, zorder=3)
     ax.set_title(f"layer {layer} {KIND_NAMES[kind]}")
-    if len(names) <= MAX_LEGEND_LINES:
-        ax.legend(fontsize=6, ncol=2 if len(names) > 6 else 1, loc="best")
+
+
+def _unit_legend(fig: Figure, sizes: tuple[int, ...], dead: dict[tuple[int, int], int]) -> None:
+    """One legend for every panel, beside them (inside, legends covered the curves): a line's
+    colour is its hidden unit's in every panel. Left out for nets of more than
+    :data:`MAX_LEGEND_LINES` hidden units, whose colours repeat."""
+    from matplotlib.lines import Line2D
+
+    units = [
+        (layer, unit) for layer in range(1, len(sizes) - 1) for unit in range(1, sizes[layer] + 1)
+    ]
+    if len(units) > MAX_LEGEND_LINES:
+        return
+    handles = []
+    for unit in units:
+        line_style, suffix = _trajectory_style(unit, dead.get(unit))
+        name = f"unit {unit[1]}" if len(sizes) == 3 else f"layer {unit[0]} unit {unit[1]}"
+        handles.append(Line2D([], [], label=name + suffix, **line_style))
+    handles.append(Line2D([], [], color="black", label="output bias"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)
 
 
 def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters") -> Figure:
@@ -190,11 +208,16 @@ def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters
     for ax in axes[-1]:
         ax.set_xlabel("Epoch")
         integer_epochs(ax)
+    _unit_legend(fig, sizes, dead)
     title = "Parameters" if which == "parameters" else "Gradients (d loss / d parameter)"
     fig.suptitle(
         f"{title} vs epoch ({lr_label(lr)})\ndead units (zero gradient to the end): "
         f"{describe_dead(dead)}" + finite_note(results, lr),
         fontsize=9,
+    )
+    add_caption(
+        fig,
+        f"{run_caption(results)}. Colour: the hidden unit a parameter belongs to; cross: where a unit died",
     )
     return fig
 
