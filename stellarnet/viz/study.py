@@ -153,6 +153,15 @@ def plot_monotone(members: pd.DataFrame, record: dict):
             capsize=3,
             label=f"hidden {width}",
         )
+        if len(rates) * len(widths) <= 12:  # the counts, where they fit
+            for x, top, count, total in zip(positions + shift, bounds[1], k, n, strict=True):
+                ax.annotate(
+                    f"{count:.0f}/{total:.0f}",
+                    (x, min(top + 0.02, 0.93)),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(positions, [f"{lr:g}" for lr in rates], rotation=45 if len(rates) > 6 else 0)
     ax.set_xlim(-0.5, len(rates) - 0.5)
     ax.set_ylim(-0.02, 1.02)
