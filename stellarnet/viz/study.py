@@ -79,7 +79,8 @@ def plot_loss_bands(folder: Path, members: pd.DataFrame, record: dict):
                 losses = np.where(np.isfinite(losses), losses, np.nan)
                 low, mid, high = np.nanpercentile(losses, [BANDS[0], 50, BANDS[1]], axis=0)
             every.append(losses)
-            ax.fill_between(epochs, low, high, color=colors[lr], alpha=0.2, linewidth=0)
+            alpha = 0.2 if len(rates) <= 3 else 0.1  # many bands overlap
+            ax.fill_between(epochs, low, high, color=colors[lr], alpha=alpha, linewidth=0)
             ax.plot(epochs, mid, color=colors[lr], linewidth=1.4, label=f"LR={lr:g}")
         ax.set_xlabel("epoch")
         ax.set_title(
