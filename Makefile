@@ -9,6 +9,8 @@ LR     ?= 0.1
 LRS    ?= 0.1 0.3
 EPOCHS ?= 10
 COMMITTEE ?= 0
+SEEDS  ?= 64
+INIT   ?= same
 # e.g. FIGURE_OPTS="--log --digits 3 --stride 5"
 FIGURE_OPTS ?=
 # A run's folder is named after its settings (results/EXP/lr=0.3, lr=0.3,epochs=300,
@@ -17,7 +19,7 @@ FIGURE_OPTS ?=
 # alone refuses to overwrite). Set FORCE= to keep the CLI's refusal.
 FORCE  ?= --force
 
-.PHONY: install browser test lint experiment sweep runs compare fetch figures clean
+.PHONY: install browser test lint experiment sweep study runs compare fetch figures clean
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +49,10 @@ experiment:
 
 sweep:
 	$(SN) sweep $(EXP) --lr $(LRS) --epochs $(EPOCHS) $(FORCE)
+
+# rates x seeds: summary.csv, report.md and figures (README, Studies); e.g. make study SEEDS=256
+study:
+	$(SN) study $(EXP) --lr $(LRS) --seeds $(SEEDS) --init $(INIT) --epochs $(EPOCHS) $(FORCE)
 
 # every saved run and sweep: settings, status, first and last loss, folder (no TensorFlow)
 runs:
