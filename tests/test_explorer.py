@@ -173,3 +173,8 @@ def test_figures_writes_the_explorer_unless_told_not_to(made, tmp_path, restore_
 def test_page_embeds_the_landscape_it_is_given(sweep):
     page = explorer_html(sweep, grid=3)
     assert "on a 3x3 grid" in page
+
+
+def test_same_results_give_the_same_page_bytes(sweep):
+    first = explorer_html(sweep, grid=3)
+    assert explorer_html(sweep, grid=3) == first  # Bokeh's ids made reproducible

@@ -70,9 +70,9 @@ def drawn(tmp_path_factory) -> Path:
     experiment = results / "hr_relation"
     sweep = _make_sweep(experiment)
     for folder in (sweep / "lr=0.1", sweep / "lr=0.3", experiment / "lr=0.1"):
-        regenerate(folder, grid=3, stride=4)
-    regenerate(experiment / "lr=0.3", grid=3, stride=4)
-    regenerate(sweep, grid=3)
+        regenerate(folder, grid=3, stride=4, explorer=True)  # as `stellarnet figures` draws
+    regenerate(experiment / "lr=0.3", grid=3, stride=4, explorer=True)
+    regenerate(sweep, grid=3, explorer=True)
     return experiment
 
 

@@ -23,7 +23,10 @@ Rates are keyed as in their ``lr=<rate>`` folders (:func:`stellarnet.results.nam
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+import uuid
 from pathlib import Path
 
 from stellarnet.files import atomic_write
@@ -153,17 +156,42 @@ def explorer_html(
     frame_ms = max(100, round(1000 * PLAY_SECONDS / max(frames, 1)))
     document = build_document(content, frame_ms)
     heading = f"stellarnet explorer: {content.title}"
-    return file_html(
-        document,
-        INLINE,
-        title=heading,
-        template=Template(TEMPLATE),
-        template_variables={
-            "base": FILE,
-            "heading": html.escape(f"{heading} ({results.folder.name})"),
-            "notes": _notes(content),
-        },
+    return stable_ids(
+        file_html(
+            document,
+            INLINE,
+            title=heading,
+            template=Template(TEMPLATE),
+            template_variables={
+                "base": FILE,
+                "heading": html.escape(f"{heading} ({results.folder.name})"),
+                "notes": _notes(content),
+            },
+        )
     )
+
+
+_MODEL_ID = re.compile(r'"p(\d+)"')
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def stable_ids(page: str) -> str:
+    """The page with Bokeh's ids made reproducible: model ids (``"p1234"``, counted up per
+    Python process) renumbered in order of appearance, and the random UUIDs of the root
+    elements replaced by ones derived from the page itself. So the same results give the same
+    bytes, as every other file ``stellarnet figures`` writes."""
+    models: dict[str, str] = {}
+    page = _MODEL_ID.sub(lambda m: models.setdefault(m[0], f'"p{1000 + len(models)}"'), page)
+    digest = hashlib.sha256(_UUID.sub("", page).encode()).digest()
+    uuids: dict[str, str] = {}
+
+    def stable(match: re.Match) -> str:
+        if match[0] not in uuids:
+            seed = hashlib.sha256(digest + len(uuids).to_bytes(4, "big")).digest()[:16]
+            uuids[match[0]] = str(uuid.UUID(bytes=seed, version=4))
+        return uuids[match[0]]
+
+    return _UUID.sub(stable, page)
 
 
 def write_explorer(
