@@ -217,7 +217,8 @@ def plot_trajectories(results: SavedResults, lr: float, which: str = "parameters
     )
     add_caption(
         fig,
-        f"{run_caption(results)}. Colour: the hidden unit a parameter belongs to; cross: where a unit died",
+        f"{run_caption(results)}. Colour: the hidden unit a parameter belongs to; "
+        "cross: where a unit died",
     )
     return fig
 
