@@ -337,6 +337,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     Every rate is saved; if one diverged, the command says which and exits with status 1."""
     from stellarnet.errors import TrainingDiverged
     from stellarnet.runs.sweep import run_sweep, summarize_sweep
+    from stellarnet.viz.style import number
 
     config, defaults = run_configs(args, init=args.init)
     result = run_sweep(
@@ -355,17 +356,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"{config.training.epochs} epochs) in {record['wall_time_s']:.1f} s"
     )
     for row in summarize_sweep(result.history):
+        first = number(row["loss_first"])
         if row["diverged"] is not None:
             epoch, loss = row["diverged"]
             print(
-                f"  lr={row['lr']:g}: loss {row['loss_first']:.6g}, diverged at epoch {epoch} "
-                f"(loss {loss:g})"
+                f"  lr={row['lr']:g}: loss {first}, diverged at epoch {epoch} (loss {number(loss)})"
             )
             continue
         trend = "falls every epoch" if row["monotonic"] else "not monotonic"
-        print(
-            f"  lr={row['lr']:g}: loss {row['loss_first']:.6g} -> {row['loss_last']:.6g} ({trend})"
-        )
+        print(f"  lr={row['lr']:g}: loss {first} -> {number(row['loss_last'])} ({trend})")
     print(
         f"  wrote {result.folder}/ (history.parquet and history.csv with an lr column, run.json, "
         "loss.png, loss.pdf, lr=<rate>/ per rate)"
@@ -617,11 +616,12 @@ def cmd_study(args: argparse.Namespace) -> int:
 def report_run(folder, record: dict) -> None:
     """Print where a run wrote, its first and last loss, and its test metrics if any."""
     from stellarnet.runs.metrics import format_metrics
+    from stellarnet.viz.style import number
 
     print(
         f"{record['experiment']} (lr={record['config']['training']['learning_rate']:g}, "
         f"{record['config']['training']['epochs']} epochs): loss "
-        f"{float(record['loss_first']):.6g} -> {float(record['loss_last']):.6g} in "
+        f"{number(float(record['loss_first']))} -> {number(float(record['loss_last']))} in "
         f"{record['wall_time_s']:.1f} s"
     )
     if record.get("catalog_provenance", {}).get("synthetic"):
@@ -632,7 +632,7 @@ def report_run(folder, record: dict) -> None:
         print(
             f"  early stopping: {'stopped after epoch ' + str(stopped) if stopped else 'ran all'}"
             f"; weights of epoch {stopping['best_epoch']} kept "
-            f"(val_loss {stopping['best_val_loss']:.4g})"
+            f"(val_loss {number(stopping['best_val_loss'])})"
         )
     if record.get("test_metrics"):
         print(f"  test: {format_metrics(record['test_metrics'])}")

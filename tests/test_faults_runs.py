@@ -375,7 +375,7 @@ def test_a_sweep_saves_every_rate_and_marks_the_diverged_one(ws, capsys, sequent
     line = error_line(err)
     assert status == 1
     assert "1 of 3 learning rates diverged: lr=1e+30 at epoch" in line and str(folder) in line
-    assert "lr=1e+30: loss 13.818, diverged at epoch" in out and "lr=0.3: loss 13.818 ->" in out
+    assert "lr=1e+30: loss 13.82, diverged at epoch" in out and "lr=0.3: loss 13.82 ->" in out
     record = strict_json(folder / "run.json")
     assert record["status"] == "diverged" and list(record["diverged_rates"]) == ["1e+30"]
     at = record["diverged_rates"]["1e+30"]
