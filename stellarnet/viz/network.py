@@ -1,8 +1,8 @@
 """The network diagram, drawn with matplotlib (no graphviz): neurons and connections labelled
 with the history's names (``w^{l}_{i}``, ``b^{l}_{i}``), edge width and colour showing each
 weight's size and sign at one epoch, node colour the bias, dead units greyed; and the same
-diagram animated through training beside the loss curve (a GIF written by matplotlib's
-:class:`~matplotlib.animation.PillowWriter`).
+diagram animated through training beside the loss curve (a GIF: the still parts drawn once,
+the diagram, the marker and the title redrawn per frame, :mod:`stellarnet.viz.gif`).
 
 A unit is greyed in a frame when its gradient in that epoch is zero (for epoch 0, the first
 epoch's gradient, which is computed at the initial weights): a ReLU that outputs 0 for every
@@ -12,7 +12,6 @@ star, so it cannot learn.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stellarnet.errors import StellarnetError
-from stellarnet.files import atomic_write
 from stellarnet.results.analysis import inactive_units, parameter_matrix
 from stellarnet.results.saved import SavedResults, as_results, history_row, lr_label
 from stellarnet.schema import column_name
 from stellarnet.viz.divergence import weights_note
+from stellarnet.viz.gif import blit_frames, save_gif
 from stellarnet.viz.style import (
     WIDE,
     integer_epochs,
@@ -32,11 +31,11 @@ from stellarnet.viz.style import (
     new_figure,
     results_loss_label,
     style,
+    wants_log,
     write_figure,
 )
 
 if TYPE_CHECKING:
-    from matplotlib.animation import FuncAnimation
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -52,7 +51,6 @@ MAX_LABELLED_EDGES = 48
 MAX_FRAMES = 150
 """Default frame budget of the animation: every epoch up to this many, else a stride."""
 FPS = 4
-LOG_RANGE = 100.0
 LEGEND_NOTE = "line width: |weight|\ngrey, hatched: dead unit\n(zero gradient in this epoch)"
 
 
@@ -270,14 +268,8 @@ def _loss_panel(ax: Axes, results: SavedResults, lr: float, log_scale: bool | No
     history = results.finite_history(lr)
     ax.plot(history["epoch"], history["loss"], color="black", linewidth=1.2)
     (marker,) = ax.plot([], [], "o", color="tab:red", markersize=7)
-    losses = history["loss"].to_numpy()
-    if log_scale or (
-        log_scale is None
-        and len(losses)
-        and losses.min() > 0
-        and losses.max() > LOG_RANGE * losses.min()
-    ):
-        ax.set_yscale("log")
+    if log_scale or (log_scale is None and wants_log(history["loss"].to_numpy())):
+        ax.set_yscale("log")  # the rule of every other loss axis
     divergence = results.divergence(lr)
     if divergence is not None:
         ax.axvline(divergence.epoch, color="black", linestyle=":", linewidth=0.9)
@@ -305,22 +297,6 @@ def _diverged_suffix(results: SavedResults, lr: float) -> str:
     return "" if divergence is None else f" (diverged at epoch {divergence.epoch})"
 
 
-def _save_gif(animation: FuncAnimation, path: Path, dpi: int) -> Path:
-    """Write the animation atomically (Pillow picks the format from the file's suffix, so
-    it is written under a .gif name first)."""
-    from matplotlib.animation import PillowWriter
-
-    def write(tmp: Path) -> None:
-        gif = tmp.with_suffix(".gif")
-        try:
-            animation.save(gif, writer=PillowWriter(fps=FPS), dpi=dpi)
-            os.replace(gif, tmp)
-        finally:
-            gif.unlink(missing_ok=True)
-
-    return atomic_write(path, write)
-
-
 def network_animation(
     source: str | Path | SavedResults,
     lr: float | None = None,
@@ -334,11 +310,10 @@ def network_animation(
 
     One frame per recorded epoch, or every ``stride``-th; a marker on the loss curve shows
     the current epoch. The loss axis is logarithmic if ``log_scale``, or by default when the
-    loss falls by more than a factor :data:`LOG_RANGE`. Written into ``folder`` (default: the
+    loss spans more than two decades (:func:`stellarnet.viz.style.wants_log`, as every loss
+    axis). Written into ``folder`` (default: the
     results folder). A diverged run is animated up to its last finite row.
     """
-    from matplotlib.animation import FuncAnimation
-
     results = as_results(source)
     lr = results.learning_rates[0] if lr is None else lr
     history = results.finite_history(lr)
@@ -347,6 +322,7 @@ def network_animation(
     epochs = frame_epochs([int(e) for e in history["epoch"]], stride)
     with style():
         fig = new_figure(WIDE)
+        fig.set_dpi(dpi)
         net_ax, loss_ax = fig.subplots(1, 2, width_ratios=[1.7, 1])
         artists = _diagram(fig, net_ax, results, parameter_scale(results, lr))
         marker = _loss_panel(loss_ax, results, lr, log_scale)
@@ -355,12 +331,13 @@ def network_animation(
         fig.draw_without_rendering()  # lay out once with the longest title, then freeze
         fig.set_layout_engine("none")
 
-        def draw(epoch: int) -> list:
+        def draw(epoch: int) -> None:
             row = history_row(history, epoch)
             artists.update(row, inactive_units(history, results.layer_sizes, epoch))
             marker.set_data([epoch], [row["loss"]])
             title.set_text(f"{_description(results)}, {label}: epoch {epoch}")
-            return []
 
-        animation = FuncAnimation(fig, draw, frames=epochs, blit=False, repeat=False)
-        return _save_gif(animation, Path(folder or results.folder) / name, dpi)
+        moving = [*artists.edges.values(), *artists.nodes.values(), marker, title]
+        # the diagram's labels lie over edges that change colour: drawn once, laid over
+        frames = blit_frames(fig, moving, epochs, draw, above=net_ax.texts)
+        return save_gif(frames, Path(folder or results.folder) / name, FPS)
