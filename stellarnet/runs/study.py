@@ -43,7 +43,7 @@ from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import load_data, run_record
 from stellarnet.runs.naming import config_tags
 from stellarnet.runs.study_grid import StudySpec, part_size, plan_parts
-from stellarnet.runs.study_part import PartTask, check_studyable, train_part
+from stellarnet.runs.study_part import PartTask, check_studyable, study_data, train_part
 from stellarnet.schema import HistorySchema
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,8 @@ def run_study(
     folder = study_folder(config, spec, results_dir, defaults)
     prepare_folder(folder, results_dir, force)
     started = time.perf_counter()
-    catalog, dataset = load_data(config)
+    catalog, dataset = load_data(dataclasses.replace(trained, shuffle=False))
+    study_data(trained, dataset)  # the parts run here read it from memory
     members = len(spec.learning_rates) * spec.seeds * len(widths(trained, spec))
     columns = max(
         len(HistorySchema((1, w, 1), trained.training.record).columns)
@@ -217,6 +218,7 @@ def study_record(
     diverged = int(stats["diverged"].sum())
     return record | {
         "kind": STUDY,
+        "seed": None,  # each member's own: study.first_seed .. + seeds - 1
         "status": "diverged" if diverged else "complete",
         "diverged_members": diverged,
         "study": spec.to_dict(),

@@ -18,6 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,16 +78,18 @@ def check_studyable(config: ExperimentConfig) -> None:
             )
 
 
-def study_data(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
+def study_data(config: ExperimentConfig, loaded: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """The training ``(x, y)`` in catalog order (kept rows, transforms applied), loaded once
-    per process and config."""
+    per process and config (``loaded``: the dataset of ``config`` without shuffle, if the
+    caller has it)."""
     from stellarnet.runs.experiment import load_data
 
     key = json.dumps(config.to_dict(), sort_keys=True, default=str)
     if key not in _DATA:
-        _, dataset = load_data(dataclasses.replace(config, shuffle=False))
+        if loaded is None:
+            _, loaded = load_data(dataclasses.replace(config, shuffle=False))
         _DATA.clear()  # one study at a time: do not keep older catalogs
-        _DATA[key] = (dataset.x, dataset.y)
+        _DATA[key] = (loaded.x, loaded.y)
     return _DATA[key]
 
 
