@@ -7,7 +7,7 @@ projected onto it.
 Everything is computed from saved results: the parameter vectors from the history tables,
 the (x, y) the network was trained on rebuilt from the catalog (checked by its sha256) with
 the run's seed and transforms, and the network evaluated by :func:`stellarnet.params.forward`
-(:func:`stellarnet.results.saved.network_loss`).
+(:func:`stellarnet.results.analysis.network_loss_batch`, all grid points at once).
 
 The path points lie near, not on, the plane (PCA keeps most of their variance, shown in the
 axis labels), so the contour under a point is close to, not equal to, the loss recorded there.
@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from stellarnet.errors import ConfigError, StellarnetError
-from stellarnet.params import layers_from_row, parameter_names
-from stellarnet.results.analysis import network_loss, parameter_matrix
+from stellarnet.results.analysis import network_loss_batch, parameter_matrix
 from stellarnet.results.saved import SavedResults, as_results, lr_label
 from stellarnet.viz.captions import add_caption, run_caption
 from stellarnet.viz.divergence import calm_rates, drawn_rates
@@ -118,7 +117,6 @@ def compute_landscape(
     if grid < 3:
         raise ConfigError(f"the landscape grid needs at least 3 points per side, got {grid}")
     sizes = results.layer_sizes
-    names = parameter_names(sizes, "w") + parameter_names(sizes, "b")
     rates = drawn_rates(results)
     matrices = {lr: parameter_matrix(results.finite_history(lr), sizes) for lr in rates}
     if not matrices:
@@ -138,12 +136,8 @@ def compute_landscape(
     alphas = np.linspace(low[0] - MARGIN * span[0], high[0] + MARGIN * span[0], grid)
     betas = np.linspace(low[1] - MARGIN * span[1], high[1] + MARGIN * span[1], grid)
 
-    def loss(vector: np.ndarray) -> float:
-        return network_loss(results, layers_from_row(dict(zip(names, vector, strict=True)), sizes))
-
-    losses = np.array(
-        [[loss(origin + a * directions[0] + b * directions[1]) for a in alphas] for b in betas]
-    )
+    plane = origin + alphas[None, :, None] * directions[0] + betas[:, None, None] * directions[1]
+    losses = network_loss_batch(results, plane.reshape(-1, len(origin))).reshape(grid, grid)
     excluded = tuple(lr for lr in rates if lr not in fitted)
     return Landscape(origin, directions, explained, alphas, betas, losses, paths, excluded)
 
