@@ -195,7 +195,7 @@ def prediction_figures(folder: str | Path) -> list[Path]:
     frame, table, record, label = _saved(folder)
     if "sigma_nmad" in table.columns:
         return [photoz_figure(folder, kind) for kind in PHOTOZ_FIGURES]
-    from stellarnet.viz.style import new_figure, save_figure, style
+    from stellarnet.viz.style import new_figure, number, save_figure, style
 
     name = target_label(record["compare"]["target"])
     values = frame.drop(columns=list(NOT_MODELS[1:]), errors="ignore").to_numpy()
@@ -221,7 +221,9 @@ def prediction_figures(folder: str | Path) -> list[Path]:
                 ax.plot(frame["y_true"], frame[row.model], "o", ms=3, alpha=0.6, label=row.model)
             ax.set_xlabel(f"true {name} (test rows)")
             ax.set_ylabel(f"{name} predicted by {row.model}")
-            ax.set_title(f"{label}\n{row.model}: MSE {row.mse:.4g}, R^2 {row.r2:.4g}", fontsize=9)
+            ax.set_title(
+                f"{label}\n{row.model}: MSE {number(row.mse)}, R^2 {number(row.r2)}", fontsize=9
+            )
             ax.set_aspect("equal")
             ax.legend(loc="upper left", fontsize=8)
             paths.append(save_figure(fig, folder, f"pred_vs_true_{row.model}"))
@@ -231,7 +233,7 @@ def prediction_figures(folder: str | Path) -> list[Path]:
 def photoz_figure(folder: str | Path, kind: str) -> Path:
     """``zphot_vs_zspec`` or ``dz_vs_zspec`` (:data:`PHOTOZ_FIGURES`) of a photo-z compare
     folder, one panel per model, drawn from the saved files alone; return the PNG path."""
-    from stellarnet.viz.style import new_figure, save_figure, style
+    from stellarnet.viz.style import new_figure, number, save_figure, style
 
     folder = Path(folder)
     frame, table, record, label = _saved(folder)
@@ -253,8 +255,8 @@ def photoz_figure(folder: str | Path, kind: str) -> Path:
         for ax, row in zip(grid.ravel(), table.itertuples(index=False), strict=False):
             _photoz_panel(ax, kind, z_spec, frame[row.model].to_numpy(), clipped, limits)
             ax.set_title(
-                f"{row.model}: \u03c3_NMAD {row.sigma_nmad:.4f}, "
-                f"outliers {row.outlier_fraction:.1%}, R\u00b2 {row.r2:.3f}",
+                f"{row.model}: \u03c3_NMAD {number(row.sigma_nmad)}, "
+                f"outliers {number(100 * row.outlier_fraction)}%, R\u00b2 {number(row.r2)}",
                 fontsize=7.5,
             )
         for ax in grid.ravel()[len(models) :]:

@@ -49,6 +49,7 @@ from stellarnet.results.history import (
     history_bytes,
     save_history,
 )
+from stellarnet.results.run_catalog import ROWS_SHA256, rows_sha256
 from stellarnet.results.saved import RUN_JSON
 from stellarnet.results.status import run_status
 from stellarnet.runs.config import ExperimentConfig
@@ -61,6 +62,19 @@ HISTORY_CONVENTION = (
     "row k: output, loss and gradients computed with the parameters before epoch k's update; "
     "w and b after it; row 0 holds the initial parameters"
 )
+MINI_BATCH_CONVENTION = (
+    "row k: output, loss and gradients are means over epoch k's mini-batches, each computed "
+    "before its batch's update; w and b at the end of epoch k; row 0 holds the initial "
+    "parameters"
+)
+VALIDATION_CONVENTION = "; val_loss: the validation rows' loss with row k's w and b"
+
+
+def history_convention(config: ExperimentConfig) -> str:
+    """What a history row of ``config``'s runs holds, for ``run.json`` (full batch or
+    mini-batches, and ``val_loss`` with a validation split)."""
+    text = MINI_BATCH_CONVENTION if config.training.batch_size else HISTORY_CONVENTION
+    return text + (VALIDATION_CONVENTION if config.split.validation else "")
 
 
 @dataclass
@@ -183,13 +197,24 @@ def run_record(
         "catalog_sha256": catalog.sha256,
         "catalog_origin": catalog.origin,
         "catalog_provenance": catalog.provenance,
-        "dataset": dataset.summary(),
-        "history_convention": HISTORY_CONVENTION,
+        "dataset": dataset_record(catalog, dataset),
+        "history_convention": history_convention(config),
         "loss_first": json_number(history["loss"].iloc[0]),
         "loss_last": json_number(history["loss"].iloc[-1]),
         "wall_time_s": round(wall_time, 3),
         "versions": library_versions(),
         "tensorflow_settings": tfsettings.current(),
+    }
+
+
+def dataset_record(catalog: Catalog, dataset: Dataset) -> dict[str, Any]:
+    """``run.json``'s ``dataset`` entry: the dataset's summary, the catalog's row count
+    (``rows_total`` counts the rows the dataset step saw, only those ``[dataset] rows``
+    selected) and :func:`~stellarnet.results.run_catalog.rows_sha256`, with which a rebuild
+    is checked bit for bit."""
+    return dataset.summary() | {
+        "catalog_rows": len(catalog.frame),
+        ROWS_SHA256: rows_sha256(dataset),
     }
 
 

@@ -11,7 +11,12 @@ written as PNG and PDF by :mod:`stellarnet.viz.style`:
     The data (HST vs JWST half-light radius, arcsec) with the network's fitted curve after
     the last step, one per learning rate, and the initial curve.
 :func:`loss_steps_figure` (``loss_steps.png``/``.pdf``)
-    Loss vs gradient-descent step on a log scale, one line per learning rate.
+    Loss vs gradient-descent step, one line per learning rate, on a log axis when the loss
+    spans more than two decades.
+
+Axes are labelled in catalog units (no log10: these runs transform nothing), legends stand
+beside the axes, and a caption under each figure names the catalog, the rows trained on,
+the optimiser and the initial weights (:func:`stellarnet.viz.captions.run_caption`).
 
 ``stellarnet figures galaxy_sizes`` draws them with the rest; to draw only these two for
 every galaxy run under ``results/``::
@@ -30,16 +35,21 @@ import numpy as np
 from stellarnet.errors import StellarnetError
 from stellarnet.results.analysis import network_loss, prediction_curve
 from stellarnet.results.saved import RUN_JSON, SavedResults, as_results, lr_label
+from stellarnet.viz.captions import add_caption, run_caption
 from stellarnet.viz.divergence import diverged_rates, finite_curve, note_off_axes, weights_note
 from stellarnet.viz.style import (
     LOSS_LABELS,
+    WIDE,
     axis_label,
     loss_unit,
-    lr_color,
     new_figure,
+    number,
+    rate_colorbar,
+    rate_colors,
+    uses_colorbar,
     write_figure,
 )
-from stellarnet.viz.training import draw_loss_lines, rates_title, status_label
+from stellarnet.viz.training import draw_loss_lines, loss_legend, rates_title, status_label
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -114,7 +124,9 @@ def plot_fit(results: SavedResults) -> Figure:
     The network is evaluated with the last history row's parameters (after the last step)
     by :func:`stellarnet.results.analysis.prediction_curve`; the dashed curve is the initial
     network (row 0). Rows the run trained on (``[dataset] rows``) are drawn filled, the
-    others hollow. The legend gives each network's loss on the rows it trained on.
+    others hollow. The legend, beside the axes, gives each network's loss on the rows it
+    trained on (beyond :data:`~stellarnet.viz.style.MAX_LEGEND_RATES` rates a colour bar
+    names the rates instead); the caption says which rows, in which units.
 
     Raises
     ------
@@ -128,7 +140,7 @@ def plot_fit(results: SavedResults) -> Figure:
             "untransformed target"
         )
     x_name, y_name = results.features[0].column, results.target.column
-    fig = new_figure()
+    fig = new_figure(WIDE)
     ax = fig.add_subplot()
     grid = np.linspace(0.0, REACH * _draw_galaxies(ax, results, x_name, y_name), FIT_POINTS)
     ax.plot(grid, grid, ls=":", color="0.5", lw=1, label="JWST = HST", zorder=1)
@@ -144,19 +156,24 @@ def plot_fit(results: SavedResults) -> Figure:
             zorder=3,
         )
     lines = {}
-    for position, lr in enumerate(results.learning_rates):
+    colours = rate_colors(results.learning_rates)
+    many = uses_colorbar(results.learning_rates)
+    for lr in results.learning_rates:
         steps = results.weights_epoch(lr)
         if steps is None:
             label = f"{status_label(results, lr)}: no finite weights"
-            ax.plot([], [], color=lr_color(position), lw=2, label=label)
+            ax.plot([], [], color=colours[lr], lw=2, label=None if many else label)
             continue
         loss = network_loss(results, results.layers(lr, steps))
+        label = (
+            f"{lr_label(lr)}{weights_note(results, lr, wrap=True)},\nafter {steps} steps "
+            f"(loss {number(loss)})"
+        )
         (lines[lr],) = ax.plot(
             *finite_curve(prediction_curve(results, lr, steps, inputs=grid)),
-            color=lr_color(position),
-            lw=2,
-            label=f"{lr_label(lr)}{weights_note(results, lr, wrap=True)}, after {steps} steps "
-            f"(loss {loss:.3g})",
+            color=colours[lr],
+            lw=2 if not many else 1.2,
+            label=None if many else label,
             zorder=4,
         )
     if diverged_rates(results):
@@ -164,8 +181,22 @@ def plot_fit(results: SavedResults) -> Figure:
     ax.set_xlabel(axis_label(x_name, results.unit(x_name)))
     ax.set_ylabel(axis_label(y_name, results.unit(y_name)))
     ax.set_title(f"{results.experiment}: data and fitted network ({rates_title(results)})")
-    ax.legend(loc="upper left")
+    if many:
+        rate_colorbar(fig, ax, results.learning_rates)
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)
+    add_caption(fig, f"{run_caption(results, wild=True)}. {_fit_note(results)}")
     return fig
+
+
+def _fit_note(results: SavedResults) -> str:
+    """What the fit figure's losses are: which loss, on which rows, in which unit."""
+    loss_name = LOSS_LABELS.get(results.loss_name, results.loss_name)
+    unit = loss_unit(results.target.transforms, results.unit(results.target.column))
+    rows = len(results.part("train")[1])
+    return (
+        f"Loss in the legend: {loss_name} of the network drawn on the {rows} training "
+        f"row{'s' if rows != 1 else ''}" + (f" [{unit}]" if unit else "")
+    )
 
 
 def _fit_range(ax: Axes, results: SavedResults, lines: dict) -> None:
@@ -187,20 +218,39 @@ def _fit_range(ax: Axes, results: SavedResults, lines: dict) -> None:
 
 
 def plot_loss_steps(results: SavedResults) -> Figure:
-    """Loss vs gradient-descent step, one line per learning rate, on a log scale.
+    """Loss vs gradient-descent step, one line per learning rate, on a log axis when the
+    loss spans more than two decades (:func:`stellarnet.viz.training.draw_loss_lines`).
 
     The x axis is the history's epoch k (one full-batch step per epoch); its loss is the one
     computed with the parameters *before* step k, whose gradient step k took. Row 0 (the
-    same initial loss as row 1) is left out.
+    same initial loss as row 1) is left out. With mini-batches an epoch takes several steps
+    and its loss is their mean: the axis then says epoch.
     """
     fig = new_figure()
     ax = fig.add_subplot()
-    draw_loss_lines(ax, results, log_scale=True)
-    ax.set_xlabel("Gradient-descent step k")
+    draw_loss_lines(ax, results)
     unit = loss_unit(results.target.transforms, results.unit(results.target.column))
-    ax.set_ylabel("Loss before step k" + (f" [{unit}]" if unit else ""))
+    unit = f" [{unit}]" if unit else ""
+    if results.config["training"].get("batch_size"):
+        ax.set_xlabel("Epoch k")
+        ax.set_ylabel(f"Mean loss over epoch k's steps{unit}")
+    else:
+        ax.set_xlabel("Gradient-descent step k")
+        ax.set_ylabel(f"Loss before step k{unit}")
+    ax.set_title(f"{results.experiment}: loss vs gradient-descent step")
+    loss_legend(fig, ax, results)
     loss_name = LOSS_LABELS.get(results.loss_name, results.loss_name)
-    ax.set_title(f"{results.experiment}: {loss_name} vs step")
+    rows = len(results.part("train")[1])
+    when = (
+        "the mean over each epoch's steps, each computed before its step's update"
+        if results.config["training"].get("batch_size")
+        else "computed before the step's update"
+    )
+    add_caption(
+        fig,
+        f"{run_caption(results, wild=True)}. Loss: {loss_name} on the {rows} training "
+        f"row{'s' if rows != 1 else ''}, {when}",
+    )
     return fig
 
 

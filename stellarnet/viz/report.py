@@ -18,6 +18,8 @@ import pandas as pd
 
 from stellarnet.results.analysis import dead_units, describe_dead, network_losses
 from stellarnet.results.saved import SavedResults, lr_label
+from stellarnet.viz.provenance import provenance_items, summary_note
+from stellarnet.viz.style import number
 from stellarnet.viz.tables import (
     MAX_COLUMNS,
     Table,
@@ -31,7 +33,7 @@ REPORT_ROWS = 50
 """Longer histories are shown in the report every k-th epoch (the exports hold every row)."""
 
 FIGURES = (
-    ("loss", "Training loss vs epoch."),
+    ("loss", "Training loss vs epoch (on a log axis when it spans more than two decades)."),
     (
         "hr",
         "The catalog as an HR diagram (log L vs log Teff, Teff decreasing to the right, "
@@ -43,7 +45,11 @@ FIGURES = (
         "The data in catalog units with each learning rate's fitted network (after the last "
         "step) and the initial one.",
     ),
-    ("loss_steps", "Loss before each gradient-descent step, on a log scale."),
+    (
+        "loss_steps",
+        "Loss before each gradient-descent step (on a log axis when it spans more than two "
+        "decades).",
+    ),
     (
         "landscape",
         "Loss on the plane of the two principal directions of the training path "
@@ -94,24 +100,13 @@ class Picture:
 Block = Heading | Paragraph | Items | TableBlock | Picture
 
 
-def _number(value: float) -> str:
-    return "nan" if math.isnan(value) else f"{value:.6g}"
-
-
-SUMMARY_NOTE = (
-    "Losses as the history records them: the loss of epoch k is computed with the weights "
-    "before that epoch's update, so the last recorded loss is not that of the final weights, "
-    "which is given beside it (computed from the catalog with the saved weights)."
-)
-
-
 def _final_loss(results: SavedResults, lr: float) -> list[str]:
     """The loss of the final weights on each part of the run's rows (train; with a split
     also validation and test); for a diverged run, of its last finite weights."""
     shown = results.weights_epoch(lr)
     if shown is None:
         return ["no finite weights"] * len(results.parts())
-    losses = [_number(v) for v in network_losses(results, results.layers(lr, shown)).values()]
+    losses = [number(v) for v in network_losses(results, results.layers(lr, shown)).values()]
     if results.divergence(lr) is not None:
         losses[0] += f" (last finite: epoch {shown})"
     return losses
@@ -132,9 +127,9 @@ def summary_table(results: SavedResults) -> Table:
             [
                 f"{lr:g}",
                 epochs if divergence is None else f"{epochs} (diverged)",
-                _number(float(history["loss"].iloc[0])),
-                _number(float(history["loss"].iloc[-1])),
-                f"{_number(float(best['loss']))} (epoch {int(best['epoch'])})",
+                number(float(history["loss"].iloc[0])),
+                number(float(history["loss"].iloc[-1])),
+                f"{number(float(best['loss']))} (epoch {int(best['epoch'])})",
                 *_final_loss(results, lr),
                 describe_dead(dead_units(finite, results.layer_sizes)),
             ]
@@ -153,75 +148,6 @@ def summary_table(results: SavedResults) -> Table:
         "dead hidden units",
     ]
     return header, rows
-
-
-def status_item(results: SavedResults) -> str:
-    """``Status: complete``, or which rates diverged where and what the figures draw of them."""
-    diverged = [lr for lr in results.learning_rates if results.divergence(lr) is not None]
-    if not diverged:
-        return f"Status: {results.status}"
-    where = "; ".join(f"{lr_label(lr)} {results.divergence(lr).describe()}" for lr in diverged)
-    ends = (
-        f"Status: {results.status}. {where}. The history of a diverged run ends with its first "
-        "row that is not finite; "
-    )
-    if len(diverged) == len(results.histories):
-        return ends + "the figures draw the rows before it and the weights of the last one"
-    return ends + (
-        "the loss figure draws the rows before it, the HR and fit figures the last finite "
-        "weights (and say so); the residuals and the loss landscape leave it out"
-    )
-
-
-def provenance_items(results: SavedResults) -> list[str]:
-    """The run's provenance as list items: config, model, data, catalog, run, versions."""
-    record, config = results.record, results.config
-    model, training = config["model"], config["training"]
-    features = ", ".join(
-        f"`{f['column']}` ({', '.join(f['transforms']) or 'as is'})"
-        for f in config["dataset"]["features"]
-    )
-    target = config["dataset"]["target"]
-    data = record.get("dataset", {})
-    provenance = record.get("catalog_provenance", {})
-    items = [
-        f"Experiment `{results.experiment}`"
-        + (f" (config `{Path(config['config_file']).name}`)" if config.get("config_file") else ""),
-        f"Model: {'-'.join(map(str, results.layer_sizes))} dense network, "
-        f"{model['activation']} hidden units, {model.get('output_activation', 'linear')} output, "
-        f"initial weights {model.get('kernel_initializer', '?')} seeded with {config.get('seed')}",
-        f"Training: {training['optimizer']}, loss {training['loss']}, {training['epochs']} "
-        f"epochs, full batch, learning rate(s) "
-        + ", ".join(f"{lr:g}" for lr in results.learning_rates),
-        status_item(results),
-        f"Data: {features} -> `{target['column']}` ({', '.join(target['transforms']) or 'as is'})"
-        + (
-            f"; {data['rows_kept']} of {data['rows_total']} rows kept, shuffled with seed "
-            f"{config.get('seed')}"
-            if "rows_kept" in data
-            else ""
-        ),
-        f"Catalog: `{record.get('catalog_path', '?')}` ({record.get('catalog_origin', '?')}), "
-        f"sha256 `{record.get('catalog_sha256', '?')}`",
-    ]
-    if provenance.get("description"):
-        items.append(f"Catalog description: {provenance['description']}")
-    if provenance.get("licence"):
-        items.append(
-            f"Catalog licence: {provenance['licence']}; cite "
-            + "; ".join(provenance.get("citation", []))
-        )
-    if record.get("created_utc"):
-        items.append(
-            f"Run: {record['created_utc']}"
-            + (f", `{record['command']}`" if record.get("command") else "")
-            + (f", {record['wall_time_s']} s" if "wall_time_s" in record else "")
-        )
-    if record.get("versions"):
-        items.append("Versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()))
-    if record.get("history_convention"):
-        items.append(f"History rows: {record['history_convention']}")
-    return items
 
 
 def _figure_blocks(results: SavedResults, staged: Path | None = None) -> list[Block]:
@@ -286,7 +212,7 @@ def report_blocks(
         Items(provenance_items(results)),
         Heading(2, "Results"),
         TableBlock(summary_table(results)),
-        Paragraph(SUMMARY_NOTE),
+        Paragraph(summary_note(results)),
         Heading(2, "Figures"),
         *_figure_blocks(results, staged),
         Heading(2, "History tables"),
