@@ -11,7 +11,14 @@ const G = E.inputs.length;
 const DEAD = "#bfbfbf";
 
 function finite(v) { return typeof v === "number" && Number.isFinite(v); }
-function text(v) { return finite(v) ? String(v) : (v === undefined || v === null || Number.isNaN(v) ? "—" : String(v)); }
+// not finite: as history.md prints it (a diverged row's nan, inf); no value at all: a dash
+function text(v) {
+  if (finite(v)) return String(v);
+  if (v === undefined || v === null) return "—";
+  return Number.isNaN(v) ? "nan" : (v > 0 ? "inf" : "-inf");
+}
+// epoch 0 has no gradient (row 0 holds the initial weights): a dash, not nan
+function gradText(v, frame) { return E.epochs[frame] === 0 && !finite(v) ? "—" : text(v); }
 function json(v) { return finite(v) ? v : null; }
 function at(rate, name, frame) { const c = rate.columns[name]; return c === undefined ? NaN : c[frame]; }
 function gradName(name) { return name.startsWith("w^") ? "g^" + name.slice(2) : "gb^" + name.slice(2); }
@@ -45,7 +52,7 @@ function drawNetwork(frame) {
     e.color[j] = off || !finite(v) ? DEAD : colour(v, rate.scale);
     e.alpha[j] = off ? 0.55 : 0.95;
     e.value[j] = text(v);
-    e.gvalue[j] = text(at(rate, e.gname[j], frame));
+    e.gvalue[j] = gradText(at(rate, e.gname[j], frame), frame);
     e.state[j] = off ? "touches a dead unit (zero gradient this epoch)" : "";
   }
   edges.data = e;
@@ -59,7 +66,7 @@ function drawNetwork(frame) {
     d.fill[j] = !bias ? "#ffffff" : (off || !finite(v) ? DEAD : colour(v, rate.scale));
     d.hatch[j] = off ? "/" : " ";
     d.value[j] = bias ? text(v) : "input";
-    d.gvalue[j] = bias ? text(at(rate, d.gname[j], frame)) : "";
+    d.gvalue[j] = bias ? gradText(at(rate, d.gname[j], frame), frame) : "";
     d.state[j] = off ? "dead: zero gradient in this epoch" : (bias ? "alive" : "");
   }
   nodes.data = d;
@@ -130,7 +137,7 @@ function drawReadout(frame) {
       ["sn-rate", rate.label + (rate.status ? ` (${rate.status})` : "")],
       ["sn-loss", here ? text(at(rate, "loss", frame)) : "no row"],
       ["sn-value", here ? text(at(rate, sel, frame)) : "no row"],
-      ["sn-grad", here ? text(at(rate, gradName(sel), frame)) : "no row"],
+      ["sn-grad", here ? gradText(at(rate, gradName(sel), frame), frame) : "no row"],
     ];
     for (const [cls, value] of cells) {
       const cell = document.createElement("td");

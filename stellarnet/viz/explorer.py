@@ -35,6 +35,7 @@ from stellarnet.schema import parameter_names
 from stellarnet.viz.divergence import drawn_rates
 from stellarnet.viz.explorer_frames import MAX_FRAMES, choose_frames, rate_tracks
 from stellarnet.viz.explorer_layout import build_document
+from stellarnet.viz.explorer_loss import loss_axis
 from stellarnet.viz.explorer_panels import ExplorerContent
 from stellarnet.viz.explorer_predictions import data_panel, landscape_positions, loss_axis_label
 from stellarnet.viz.landscape import Landscape, compute_landscape
@@ -44,6 +45,11 @@ LANDSCAPE_GRID = 41
 """Points per side of the landscape's grid (as ``stellarnet figures``' default)."""
 MAX_TITLE_RATES = 4
 """The page's title lists up to this many rates; more are summarised as a range."""
+COMPARE_MARKER = "compare.json"
+"""The file that marks a ``stellarnet compare`` folder (``stellarnet.runs.compare_report``'s
+COMPARE_JSON; runs sits above viz, so the name is repeated here)."""
+COMPARE_NETWORK = "network"
+"""A comparison's network run, a results folder of its own (``compare/network/``)."""
 PLAY_SECONDS = 15.0
 """Play runs through all frames in about this long (at most 10 frames a second)."""
 
@@ -58,6 +64,7 @@ def explorer_content(
     tracks = rate_tracks(results, frames)
     if landscape is None and drawn_rates(results):
         landscape = compute_landscape(results, grid=grid)
+    panel = data_panel(results, tracks)
     sizes = results.layer_sizes
     names = {kind: parameter_names(sizes, kind) for kind in ("w", "b", "g", "gb")}
     return ExplorerContent(
@@ -69,10 +76,11 @@ def explorer_content(
         gradient_names=names["g"] + names["gb"],
         frames=frames,
         tracks=tracks,
-        panel=data_panel(results, tracks),
+        panel=panel,
         landscape=landscape,
         positions={} if landscape is None else landscape_positions(results, landscape, frames),
         loss_label=loss_axis_label(results),
+        loss_axis=loss_axis(results, tracks),
     )
 
 
@@ -83,6 +91,9 @@ def page_title(results: SavedResults) -> str:
     if len(rates) > MAX_TITLE_RATES:
         text = f"{len(rates)} rates, LR={min(rates):g} to {max(rates):g}"
     epochs = int(results.config["training"]["epochs"])
+    stopped = (results.record.get("early_stopping") or {}).get("stopped_epoch")
+    if stopped and int(stopped) < epochs and not results.is_sweep:
+        return f"{results.experiment}: {text}, stopped early after epoch {stopped} of {epochs}"
     return f"{results.experiment}: {text}, {epochs} epochs"
 
 
@@ -106,14 +117,28 @@ def _notes(content: ExplorerContent) -> list[str]:
             "directions of the recorded parameter vectors (Li et al. 2018); the paths lie near, "
             "not on, that plane, so the colour under a dot is close to, not exactly, its loss."
         )
-    if len(content.tracks) > 1:
-        notes.append("Click a rate in a legend to hide or show it in every panel.")
-    diverged = [t for t in content.tracks if t.status]
-    if diverged:
+    if content.loss_axis.colorbar:
         notes.append(
-            "; ".join(f"{t.label} {t.status}" for t in diverged)
-            + ": its panels stop at its last row (the landscape leaves it out when other "
-            "rates trained to the end)."
+            f"{len(content.tracks)} rates, coloured by the rate (the loss panel's colour bar, "
+            "log scale) as in the static figures; pick one under <em>Network of</em>."
+        )
+    elif len(content.tracks) > 1:
+        notes.append("Click a rate in a legend to hide or show it in every panel.")
+    axis = content.loss_axis
+    if axis.wild:
+        clipped = "; the loss axis is fitted to the other (calm) rates" if axis.y_range else ""
+        notes.append(
+            html.escape("; ".join(axis.wild.values()))
+            + f"{clipped}. A rate that diverged is drawn up to its last finite row (its loss "
+            "and weights are not finite after it: <code>null</code> in <code>shown()</code>, "
+            "<code>nan</code> or <code>inf</code> in the readout); the landscape leaves it "
+            "out when other rates trained to the end."
+        )
+    if axis.kept:
+        notes.append(
+            f"Early stopping: {html.escape(axis.kept)}. Those weights are the model's (its "
+            "test metrics in run.json); the slider runs to the last epoch trained. Dashed: "
+            "the validation loss."
         )
     return notes
 
@@ -124,6 +149,7 @@ body { font-family: system-ui, sans-serif; margin: 12px 16px; color: #222; }
 h1 { font-size: 20px; margin: 0 0 4px 0; }
 #sn-notes { font-size: 13px; color: #444; margin: 0 0 8px 0; padding-left: 18px; }
 #sn-readout { font-size: 14px; margin: 6px 0 10px 0; }
+#sn-readout-scroll { max-height: 190px; overflow-y: auto; width: max-content; max-width: 100%; }
 #sn-readout table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 #sn-readout td, #sn-readout th { padding: 2px 12px 2px 6px; text-align: left; }
 #sn-readout th { border-bottom: 1px solid #999; font-weight: 600; }
@@ -134,8 +160,9 @@ h1 { font-size: 20px; margin: 0 0 4px 0; }
 <ul id="sn-notes">{% for note in notes %}<li>{{ note }}</li>{% endfor %}</ul>
 <section id="sn-readout" aria-live="polite">
 <strong>Epoch <span id="sn-epoch">-</span></strong> (values exactly as saved in the history)
-<table><thead><tr><th>rate</th><th>loss (row k)</th><th id="sn-param-name">-</th>
-<th id="sn-grad-name">-</th></tr></thead><tbody id="sn-readout-rows"></tbody></table>
+<div id="sn-readout-scroll"><table><thead><tr><th>rate</th>
+<th>loss (row k)</th><th id="sn-param-name">-</th>
+<th id="sn-grad-name">-</th></tr></thead><tbody id="sn-readout-rows"></tbody></table></div>
 </section>
 {{ super() }}
 {% endblock %}
@@ -194,6 +221,18 @@ def stable_ids(page: str) -> str:
     return _UUID.sub(stable, page)
 
 
+def explored_folder(folder: str | Path) -> Path:
+    """The folder whose history the page shows: ``folder`` itself, or for a ``stellarnet
+    compare`` folder (``compare.json``, no ``run.json``) its network run ``network/``: the
+    baselines have no epochs to scrub through."""
+    folder = Path(folder)
+    network = folder / COMPARE_NETWORK
+    if (folder / COMPARE_MARKER).is_file() and not (folder / "run.json").exists():
+        if (network / "run.json").is_file():
+            return network
+    return folder
+
+
 def write_explorer(
     source: str | Path | SavedResults,
     grid: int = LANDSCAPE_GRID,
@@ -207,7 +246,8 @@ def write_explorer(
     Parameters
     ----------
     source : path or SavedResults
-        The run or sweep folder (or its results, already read).
+        The run or sweep folder (or its results, already read); a ``stellarnet compare``
+        folder stands for its network run (:func:`explored_folder`), where the page goes.
     grid : int
         Points per side of the loss landscape's grid.
     catalog : path, optional
@@ -224,6 +264,8 @@ def write_explorer(
         As :func:`stellarnet.results.saved.load_results` (a damaged folder) or the catalog
         check (a missing or changed catalog).
     """
+    if isinstance(source, (str, Path)):
+        source = explored_folder(source)
     results = as_results(source) if catalog is None else load_results(source, catalog)
     page = explorer_html(results, grid, landscape)
     target = Path(folder if folder is not None else results.folder) / EXPLORER_HTML

@@ -27,6 +27,8 @@ MAX_FRAMES = 400
 """Slider positions at most: every recorded epoch of runs up to this long."""
 MAX_LOSS_POINTS = 5000
 """Points of each loss-vs-epoch line at most (a longer history is thinned evenly)."""
+VAL_LOSS = "val_loss"
+"""The history's validation-loss column (runs with validation rows)."""
 GRADIENT_KINDS = (("g", "weights"), ("gb", "biases"))
 """Gradient column kinds and how the gradient panel names them."""
 
@@ -82,11 +84,15 @@ class RateTrack:
     gradient_norms : ndarray, shape (frames, 2 * layers)
         Euclidean norm of each layer's kernel gradient, then bias gradient (NaN: none).
     loss_epochs, loss_values : ndarray
-        The loss line: every recorded epoch (thinned beyond :data:`MAX_LOSS_POINTS`).
+        The loss line: every finite recorded epoch (thinned beyond :data:`MAX_LOSS_POINTS`).
+    val_values : ndarray or None
+        The validation loss at ``loss_epochs`` (None: the run held no validation rows).
     scale : float
         The largest |parameter| over the run: the diagram's colour and width scale.
     status : str
         ``""``, or how the run ended early (``"diverged at epoch 25"``).
+    diverged_at : int or None
+        The epoch whose loss or weights were no longer finite.
     """
 
     lr: float
@@ -101,6 +107,8 @@ class RateTrack:
     loss_values: np.ndarray
     scale: float
     status: str
+    val_values: np.ndarray | None = None
+    diverged_at: int | None = None
 
 
 def choose_frames(results: SavedResults, max_frames: int = MAX_FRAMES) -> Frames:
@@ -191,6 +199,10 @@ def rate_track(results: SavedResults, lr: float, color: str, frames: Frames) -> 
         loss_values=_thinned(finite["loss"].to_numpy(dtype=float), MAX_LOSS_POINTS),
         scale=parameter_scale(results, lr) if len(finite) else 1.0,
         status="" if divergence is None else f"diverged at epoch {divergence.epoch}",
+        val_values=_thinned(finite[VAL_LOSS].to_numpy(dtype=float), MAX_LOSS_POINTS)
+        if VAL_LOSS in finite.columns
+        else None,
+        diverged_at=None if divergence is None else int(divergence.epoch),
     )
 
 

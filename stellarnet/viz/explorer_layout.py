@@ -18,6 +18,7 @@ from bokeh.layouts import column, row
 from bokeh.models import Button, ColumnDataSource, CustomJS, Select, Slider
 
 from stellarnet.viz.explorer_frames import RateTrack, gradient_blocks, hidden_units
+from stellarnet.viz.explorer_loss import loss_panel
 from stellarnet.viz.explorer_network import network_panel, network_sources
 from stellarnet.viz.explorer_panels import (
     PALETTE,
@@ -25,8 +26,8 @@ from stellarnet.viz.explorer_panels import (
     data_figure,
     gradient_panel,
     landscape_panel,
-    loss_panel,
     padded_range,
+    panel_figure,
 )
 from stellarnet.viz.explorer_predictions import DataPanel
 
@@ -78,7 +79,7 @@ def build_document(content: ExplorerContent, frame_ms: int) -> Document:
     highlight = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": []})
     ring = ColumnDataSource({"x": [], "y": []})
     net_fig, weight_colors = network_panel(content, edges, nodes, highlight, ring)
-    loss_fig, cursor, loss_marks, loss_log = loss_panel(content, renderers)
+    loss_fig, cursor, loss_marks, loss_log = loss_panel(content, renderers, panel_figure)
     data_fig, curves, off_note = data_figure(content, renderers)
     grad_fig, bars, grad_log = gradient_panel(content, renderers)
     land_fig, land_marks = landscape_panel(content, renderers)

@@ -12,6 +12,7 @@ from bokeh.models import (
     HoverTool,
     LinearColorMapper,
     TapTool,
+    Title,
 )
 
 from stellarnet.viz.explorer_frames import hidden_units
@@ -20,6 +21,13 @@ from stellarnet.viz.network import node_positions
 
 MAX_LABELLED_EDGES = 48
 """Larger nets are drawn without edge labels, which would overlap (as in ``network.png``)."""
+NODE_PX = 30
+"""Diameter of a node in pixels, for layers of up to about 8 units; wider layers get smaller
+nodes (and input labels), so that 16 or 32 units one above the other do not overlap."""
+MIN_FONT_PX = 11
+"""Smallest input label beside its node; smaller ones are listed under the diagram."""
+FRAME_PX = 290
+"""About the height of the diagram's plotting area in pixels (the panel less its title)."""
 
 
 def network_sources(content: ExplorerContent) -> tuple[ColumnDataSource, ColumnDataSource]:
@@ -72,6 +80,8 @@ def network_panel(content: ExplorerContent, edges, nodes, highlight, ring):
     hatched; hover gives the exact values and their column names; tap picks the readout's
     parameter."""
     xs, ys = nodes.data["x"], nodes.data["y"]
+    size, font = node_size(max(content.layer_sizes))
+    listed = font is None and content.layer_sizes[0] > 1  # labels would touch: list them
     fig = panel_figure(
         "Network",
         x_axis_location=None,
@@ -101,26 +111,31 @@ def network_panel(content: ExplorerContent, edges, nodes, highlight, ring):
         line_width="width",
         line_alpha="alpha",
     )
-    fig.scatter("x", "y", source=ring, size=44, fill_alpha=0, line_color="#f2b600", line_width=5)
+    fig.scatter(
+        "x", "y", source=ring, size=size * 1.5, fill_alpha=0, line_color="#f2b600", line_width=5
+    )
     circles = fig.scatter(
         "x",
         "y",
         source=nodes,
-        size=30,
+        size=size,
         fill_color="fill",
         line_color="#333333",
         hatch_pattern="hatch",
         hatch_color="#777777",
         hatch_alpha=0.8,
     )
+    if listed:
+        order = ", ".join(content.input_names)
+        fig.add_layout(Title(text=f"inputs, top to bottom: {order}", text_font_size="8pt"), "below")
     fig.text(
         "x",
         "y",
         text="label",
-        source=nodes,
+        source=nodes if not listed else _outputs_only(nodes),
         x_offset="label_dx",
         text_align="label_align",
-        text_font_size="9pt",
+        text_font_size=font or "9pt",
         text_baseline="middle",
     )
     if len(edges.data["name"]) <= MAX_LABELLED_EDGES:
@@ -158,3 +173,24 @@ def network_panel(content: ExplorerContent, edges, nodes, highlight, ring):
         TapTool(renderers=[lines, circles]),
     )
     return fig, mapper
+
+
+def node_size(widest: int) -> tuple[float, str | None]:
+    """A node's diameter in pixels and the input labels' font size (None: too small to read,
+    list them instead), for a net whose widest layer has ``widest`` units (one unit apart,
+    0.7 units of margin above and below)."""
+    spacing = FRAME_PX / (widest - 1 + 1.4)
+    size = min(NODE_PX, 0.8 * spacing)
+    font = min(12, round(0.95 * spacing))
+    return size, None if font < MIN_FONT_PX else f"{font}px"
+
+
+def _outputs_only(nodes: ColumnDataSource) -> ColumnDataSource:
+    """The nodes' labels without the inputs' (listed under the diagram instead)."""
+    keep = [j for j, name in enumerate(nodes.data["name"]) if not name.startswith("input")]
+    return ColumnDataSource(
+        {
+            k: [nodes.data[k][j] for j in keep]
+            for k in ("x", "y", "label", "label_dx", "label_align")
+        }
+    )

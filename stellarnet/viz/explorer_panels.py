@@ -17,13 +17,14 @@ from bokeh.models import (
     Label,
     LogColorMapper,
     Range1d,
-    Span,
+    Title,
 )
 from bokeh.palettes import RdBu11, RdYlBu11, Viridis256, interp_palette
 from bokeh.plotting import figure
 from bokeh.transform import dodge, linear_cmap
 
 from stellarnet.viz.explorer_frames import Frames, RateTrack, gradient_blocks
+from stellarnet.viz.explorer_loss import LossAxis
 from stellarnet.viz.explorer_predictions import DataPanel
 from stellarnet.viz.landscape import Landscape
 
@@ -34,8 +35,6 @@ PALETTE = list(interp_palette(RdBu11, 101))
 """Weights and biases: blue < 0, white near 0, red > 0 (as in ``network.png``)."""
 MAX_DATA_LEGEND = 3
 """The data panel names up to this many rates in its legend (the loss panel names all)."""
-LOG_RANGE = 100.0
-"""A loss spanning more than this factor goes on a log axis."""
 
 
 @dataclass
@@ -54,6 +53,7 @@ class ExplorerContent:
     landscape: Landscape | None
     positions: dict[float, np.ndarray]
     loss_label: str
+    loss_axis: LossAxis
 
 
 def panel_figure(title: str, **kwargs: Any):
@@ -61,50 +61,6 @@ def panel_figure(title: str, **kwargs: Any):
     fig.toolbar.autohide = True
     fig.toolbar.logo = None
     return fig
-
-
-def loss_panel(content: ExplorerContent, renderers: list[list]):
-    """Loss vs epoch, one line per rate, the slider's epoch as a vertical cursor."""
-    values = np.concatenate([t.loss_values for t in content.tracks])
-    positive = values[np.isfinite(values) & (values > 0)]
-    log = positive.size > 0 and positive.max() > LOG_RANGE * positive.min()
-    fig = panel_figure(
-        "Loss vs epoch (row k: loss before epoch k's update)" + (", log axis" if log else ""),
-        y_axis_type="log" if log else "linear",
-    )
-    fig.xaxis.axis_label, fig.yaxis.axis_label = "epoch", content.loss_label
-    cursor = Span(location=0, dimension="height", line_color="#555555", line_dash="dashed")
-    fig.add_layout(cursor)
-    marks = []
-    for track, own in zip(content.tracks, renderers, strict=True):
-        keep = np.isfinite(track.loss_values) & ((track.loss_values > 0) if log else True)
-        label = track.label + (f", {track.status}" if track.status else "")
-        own.append(
-            fig.line(
-                track.loss_epochs[keep],
-                track.loss_values[keep],
-                color=track.color,
-                line_width=2,
-                legend_label=label,
-            )
-        )
-        mark = ColumnDataSource({"x": [], "y": []})
-        own.append(
-            fig.scatter(
-                "x",
-                "y",
-                source=mark,
-                size=10,
-                color=track.color,
-                line_color="white",
-                legend_label=label,
-            )
-        )
-        marks.append(mark)
-    fig.legend.click_policy = "hide"
-    fig.legend.location = "bottom_left"
-    fig.legend.background_fill_alpha = 0.7
-    return fig, cursor, marks, log
 
 
 def data_figure(content: ExplorerContent, renderers: list[list]):
@@ -116,6 +72,7 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
         x_range=Range1d(*(x_span[::-1] if panel.x_reversed else x_span)),
         y_range=Range1d(*y_span),
     )
+    fig.name = "data-panel"
     fig.xaxis.axis_label, fig.yaxis.axis_label = panel.x_label, panel.y_label
     if panel.kind == "curve":
         points = {"x": panel.points_x, "y": panel.points_y}
@@ -171,7 +128,10 @@ def data_figure(content: ExplorerContent, renderers: list[list]):
             )
         curves.append(source)
     fig.legend.click_policy = "hide"
-    fig.legend.location = "top_left" if panel.x_reversed else "bottom_right"
+    # the HR diagram's top left and predicted-vs-true's top left hold no data
+    fig.legend.location = (
+        "top_left" if panel.x_reversed or panel.kind == "scatter" else "bottom_right"
+    )
     fig.legend.background_fill_alpha = 0.7
     off_note = Label(
         x=8,
@@ -211,6 +171,8 @@ def gradient_panel(content: ExplorerContent, renderers: list[list]):
     )
     fig.yaxis.axis_label = "‖gradient‖ (Euclidean norm; log axis)" if log else "‖gradient‖"
     fig.xgrid.visible = False
+    if len(names) > 4:  # "layer 2 weights" side by side would overlap
+        fig.xaxis.major_label_orientation = 0.6
     count = len(content.tracks)
     width = 0.8 / count
     bars = []
@@ -249,7 +211,8 @@ def landscape_panel(content: ExplorerContent, renderers: list[list]):
     x0, x1 = float(land.alphas[0]), float(land.alphas[-1])
     y0, y1 = float(land.betas[0]), float(land.betas[-1])
     fig.image(image=[shown], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, color_mapper=mapper)
-    fig.x_range.range_padding = fig.y_range.range_padding = 0
+    # the grid's extent, as landscape.png: an exploded rate's path is cut at its edge
+    fig.x_range, fig.y_range = Range1d(x0, x1), Range1d(y0, y1)
     fig.add_layout(ColorBar(color_mapper=mapper, width=8, title=content.loss_label), "right")
     fig.xaxis.axis_label = f"PC1 ({100 * land.explained[0]:.1f}% of path variance)"
     fig.yaxis.axis_label = f"PC2 ({100 * land.explained[1]:.1f}% of path variance)"
@@ -258,8 +221,11 @@ def landscape_panel(content: ExplorerContent, renderers: list[list]):
         if path is None:
             marks.append(None)
             continue
+        dash = "dashed" if track.lr in land.excluded else "solid"  # kept out of the fit
         own.append(fig.line(path[:, 0], path[:, 1], color="white", line_width=4, alpha=0.7))
-        own.append(fig.line(path[:, 0], path[:, 1], color=track.color, line_width=2))
+        own.append(
+            fig.line(path[:, 0], path[:, 1], color=track.color, line_width=2, line_dash=dash)
+        )
         own.append(
             fig.scatter(
                 [path[-1, 0]],
@@ -277,6 +243,19 @@ def landscape_panel(content: ExplorerContent, renderers: list[list]):
             )
         )
         marks.append(mark)
-    start = next(iter(land.paths.values()))[0]
-    fig.scatter([start[0]], [start[1]], marker="square", size=11, color="white", line_color="black")
+    starts = np.unique(np.array([path[0] for path in land.paths.values()]), axis=0)
+    fig.scatter(
+        starts[:, 0], starts[:, 1], marker="square", size=11, color="white", line_color="black"
+    )
+    if land.excluded:
+        names = ", ".join(f"LR={lr:g}" for lr in land.excluded)
+        fig.add_layout(
+            Title(
+                text=f"dashed, left out of the plane's fit (exploded): {names}",
+                text_font_size="8pt",
+                text_font_style="normal",
+                text_color="#b2182b",
+            ),
+            "below",
+        )
     return fig, marks
