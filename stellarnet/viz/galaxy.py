@@ -184,7 +184,8 @@ def plot_fit(results: SavedResults) -> Figure:
     if many:
         rate_colorbar(fig, ax, results.learning_rates)
     fig.legend(loc="outside right upper", fontsize=7, frameon=False)
-    add_caption(fig, f"{run_caption(results, wild=True)}. {_fit_note(results)}")
+    note = "" if many else f". {_fit_note(results)}"  # many rates: no losses in a legend
+    add_caption(fig, f"{run_caption(results, wild=True)}{note}")
     return fig
 
 
