@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument(
         "--stride",
         type=positive_int,
-        help="epochs between frames of network.gif (default: every epoch)",
+        help="epochs between frames of network.gif (default: every epoch, thinned to at most "
+        "150 frames)",
     )
     figures.add_argument(
         "--grid",
@@ -232,6 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-explorer",
         action="store_true",
         help="do not write explorer.html (the interactive page; see `stellarnet explore`)",
+    )
+    figures.add_argument(
+        "--no-gif", action="store_true", help="do not write network.gif (the animated network)"
+    )
+    figures.add_argument(
+        "--force",
+        action="store_true",
+        help="redraw every folder (default: only those whose figures are missing or older than "
+        "their history, run.json or options)",
+    )
+    figures.add_argument(
+        "--jobs",
+        type=positive_int,
+        metavar="N",
+        help="folders drawn at once, each in its own process (default: one per core)",
     )
     figures.set_defaults(handler=cmd_figures)
 
@@ -397,31 +413,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    """``stellarnet figures TARGET``: redraw every figure, table and report of each run and
-    sweep under TARGET from its saved tables. A folder with a problem is skipped whole (its
-    files unchanged) and the others drawn; the exit status is 1 if any was skipped."""
-    from stellarnet.errors import StellarnetError
+    """``stellarnet figures TARGET``: draw the figures, tables and report of each run and
+    sweep under TARGET from its saved tables, if they are stale (missing, older than the
+    history or run.json, or drawn with other options or another version; ``--force``: all).
+    A folder with a problem is skipped whole (its files unchanged) and the others drawn; the
+    exit status is 1 if any was skipped."""
     from stellarnet.results.saved import find_results
-    from stellarnet.viz.figures import regenerate
+    from stellarnet.viz.drawing import draw_folders
+    from stellarnet.viz.freshness import FigureOptions
 
+    options = FigureOptions(
+        epoch=args.epoch,
+        digits=args.digits,
+        log_scale=args.log,
+        stride=args.stride,
+        grid=args.grid,
+        catalog=args.catalog,
+        gif=not args.no_gif,
+        explorer=not args.no_explorer,
+    )
     skipped = []
-    for folder in find_results(args.target, args.results):
-        try:
-            written = regenerate(
-                folder,
-                epoch=args.epoch,
-                digits=args.digits,
-                log_scale=args.log,
-                stride=args.stride,
-                grid=args.grid,
-                catalog=args.catalog,
-                explorer=not args.no_explorer,
+    folders = find_results(args.target, args.results)
+    for outcome in draw_folders(folders, options, force=args.force, jobs=args.jobs):
+        folder = outcome.folder
+        if outcome.fresh is not None:
+            print(f"{folder}: up to date ({len(outcome.fresh)} files)")
+        elif outcome.error is not None:
+            print(
+                f"{ERROR_PREFIX}skipped {folder}/ (its files unchanged): {outcome.error}",
+                file=sys.stderr,
             )
-        except StellarnetError as err:
-            print(f"{ERROR_PREFIX}skipped {folder}/ (its files unchanged): {err}", file=sys.stderr)
             skipped.append(f"{folder}/")
-            continue
-        print(f"{folder}/: " + ", ".join(path.name for path in written))
+        else:
+            print(f"{folder}/: " + ", ".join(path.name for path in outcome.written))
     if skipped:
         listed = ", ".join(skipped)
         print(f"{ERROR_PREFIX}{len(skipped)} folder(s) skipped: {listed}", file=sys.stderr)

@@ -48,6 +48,7 @@ from pathlib import Path
 from stellarnet.errors import ConfigError
 from stellarnet.results.saved import SavedResults, load_results
 from stellarnet.viz.divergence import drawn_rates
+from stellarnet.viz.freshness import FigureOptions, drawn_files, input_stats, record_drawing
 from stellarnet.viz.galaxy import (
     fit_figure,
     fits_in_catalog_units,
@@ -105,9 +106,12 @@ def regenerate(
     stride: int | None = None,
     grid: int = 41,
     catalog: str | Path | None = None,
+    gif: bool = True,
     explorer: bool = False,
 ) -> list[Path]:
-    """Write every figure, table and the report of one run or sweep folder, all or nothing.
+    """Write every figure, table and the report of one run or sweep folder, all or nothing,
+    and ``figures.json``, which records what they were drawn from and with
+    (:mod:`stellarnet.viz.freshness`; ``stellarnet figures`` skips folders it shows fresh).
 
     The folder is checked completely first (``run.json``, the history table, ``epoch``, the
     catalog and the dataset rebuilt from it); every file is then drawn into a hidden staging
@@ -125,12 +129,14 @@ def regenerate(
     log_scale : bool
         Loss axes on a log scale.
     stride : int, optional
-        Epochs between frames of the animated network (default: every epoch, at most about
-        150 frames).
+        Epochs between frames of the animated network (default: every epoch, thinned to at
+        most 150 frames).
     grid : int
         Points per side of the loss-landscape grid.
     catalog : path, optional
         A copy of the run's catalog (checked against the recorded sha256).
+    gif : bool
+        Also write ``network.gif`` (run folders).
     explorer : bool
         Also write ``explorer.html`` (:mod:`stellarnet.viz.explorer`; the command does).
 
@@ -145,6 +151,17 @@ def regenerate(
         If the folder is not a results folder, is damaged (``ResultsDamaged``, naming each
         problem and the fix), ``epoch`` was not recorded, or the catalog is missing or changed.
     """
+    options = FigureOptions(
+        epoch=epoch,
+        digits=digits,
+        log_scale=log_scale,
+        stride=stride,
+        grid=grid,
+        catalog=None if catalog is None else str(catalog),
+        gif=gif,
+        explorer=explorer,
+    )
+    inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
     results = load_results(folder, catalog)
     results.check_epoch(epoch)
     if grid < 3:
@@ -155,7 +172,7 @@ def regenerate(
         with style():
             written = [save_figure(plot_loss(results, log_scale), staging, "loss")]
             if not results.is_sweep:
-                written += _run_figures(results, staging, epoch, stride, log_scale)
+                written += _run_figures(results, staging, epoch, stride, log_scale, gif)
                 written += write_tables(results, digits=digits, folder=staging)
             written += _prediction_figures(results, staging, epoch)
             landscape = None
@@ -169,12 +186,13 @@ def regenerate(
             from stellarnet.viz.explorer import write_explorer
 
             written.append(write_explorer(results, grid, folder=staging, landscape=landscape))
-        moved = []
-        for path in written:
-            for name in _with_pdf(path):
-                os.replace(staging / name, results.folder / name)
-            moved.append(results.folder / path.name)
-        return moved
+        names = [name for path in written for name in _with_pdf(path)]
+        for name in names:
+            os.replace(staging / name, results.folder / name)
+        for name in set(drawn_files(results.folder)) - set(names):  # e.g. a GIF, --no-gif
+            (results.folder / name).unlink(missing_ok=True)  # drawn before, now out of date
+        record_drawing(results.folder, options, names, inputs)
+        return [results.folder / path.name for path in written]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -185,19 +203,25 @@ def _with_pdf(path: Path) -> list[str]:
 
 
 def _run_figures(
-    results: SavedResults, out: Path, epoch: int | None, stride: int | None, log_scale: bool
+    results: SavedResults,
+    out: Path,
+    epoch: int | None,
+    stride: int | None,
+    log_scale: bool,
+    gif: bool,
 ) -> list[Path]:
-    """The figures of one run's own training: trajectories and the network (still, animated);
-    for a run without a finite row, only the trajectories (empty, with the note)."""
+    """The figures of one run's own training: trajectories and the network (still, and
+    animated if ``gif``); for a run without a finite row, only the trajectories
+    (empty, with the note)."""
     lr = results.learning_rates[0]
     written = [save_figure(plot_trajectories(results, lr, which), out, which) for which in KINDS]
     if results.weights_epoch(lr) is None:
         log.warning("%s: %s has no finite row; no network diagram", results.folder, lr)
         return written
     written.append(save_figure(plot_network(results, epoch=epoch), out, "network"))
-    written.append(
-        network_animation(results, stride=stride, log_scale=True if log_scale else None, folder=out)
-    )
+    if gif:
+        log_axis = True if log_scale else None
+        written.append(network_animation(results, stride=stride, log_scale=log_axis, folder=out))
     return written
 
 

@@ -175,6 +175,7 @@ def save_figure(fig: Figure, folder: str | Path, stem: str) -> Path:
             folder / f"{stem}.png",
             lambda tmp: fig.savefig(tmp, format="png", metadata=PNG_METADATA),
         )
+        fig.set_layout_engine("none")  # keep the PNG's layout: the PDF needs one draw, not two
         atomic_write(
             folder / f"{stem}.pdf",
             lambda tmp: fig.savefig(tmp, format="pdf", metadata=PDF_METADATA),

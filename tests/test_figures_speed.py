@@ -1,0 +1,230 @@
+"""`stellarnet figures` draws only what is stale, in parallel, and its GIF is drawn by
+updating one figure (issue 19, item 3). No timings here: benchmarks/bench_figures.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stellarnet.viz.freshness import MANIFEST
+
+EPOCHS = 6
+FAST = ["--grid", "5", "--no-explorer", "--jobs", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """results/hr_relation/ with one short run, not drawn."""
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.experiment import run_experiment
+
+    results = tmp_path_factory.mktemp("results")
+    config = load_experiment("hr_relation").with_overrides(epochs=EPOCHS, learning_rate=0.3)
+    run_experiment(config, results)
+    return results / "hr_relation"
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    """A copy of the run folder (its own figures.json to spoil)."""
+    copy = tmp_path / "results" / "hr_relation"
+    shutil.copytree(trained, copy)
+    return copy / "lr=0.3"
+
+
+def _figures(capsys, folder: Path, *options: str) -> str:
+    from stellarnet.cli import main
+
+    assert main(["-q", "figures", str(folder), *FAST, *options]) == 0
+    return capsys.readouterr().out
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def _drawn(out: str, folder: Path) -> bool:
+    return out.startswith(f"{folder}/: loss.png")
+
+
+def _up_to_date(out: str, folder: Path) -> bool:
+    files = json.loads((folder / MANIFEST).read_text())["files"]
+    return out.strip() == f"{folder}: up to date ({len(files)} files)"
+
+
+def test_a_fresh_folder_is_skipped_and_left_as_it_was(run, capsys, restore_cli_logging):
+    assert _drawn(_figures(capsys, run), run)
+    record = json.loads((run / MANIFEST).read_text())
+    assert {"loss.png", "loss.pdf", "network.gif", "report.md"} <= set(record["files"])
+    assert set(record["inputs"]) == {"run.json", "history.parquet", "history.csv"}
+    before = {path.name: path.stat().st_mtime_ns for path in run.iterdir()}
+    assert _up_to_date(_figures(capsys, run), run)
+    assert {path.name: path.stat().st_mtime_ns for path in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("name", ["history.parquet", "history.csv", "run.json"])
+def test_touching_an_input_redraws(run, name, capsys, restore_cli_logging):
+    _figures(capsys, run)
+    stat = (run / name).stat()
+    os.utime(run / name, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert _drawn(_figures(capsys, run), run)
+    assert _up_to_date(_figures(capsys, run), run)
+
+
+@pytest.mark.parametrize(
+    "options", [["--digits", "3"], ["--log"], ["--stride", "2"], ["--epoch", "3"], ["--grid", "7"]]
+)
+def test_other_options_redraw(run, options, capsys, restore_cli_logging):
+    _figures(capsys, run)
+    assert _drawn(_figures(capsys, run, *options), run)
+    assert _up_to_date(_figures(capsys, run, *options), run)
+    assert _drawn(_figures(capsys, run), run), "back to the defaults: drawn again"
+
+
+def test_a_missing_figure_another_version_or_a_bad_manifest_redraws(
+    run, capsys, restore_cli_logging
+):
+    _figures(capsys, run)
+    (run / "hr.pdf").unlink()
+    assert _drawn(_figures(capsys, run), run)
+    assert (run / "hr.pdf").is_file()
+    record = json.loads((run / MANIFEST).read_text())
+    (run / MANIFEST).write_text(json.dumps({**record, "stellarnet": "0.0.1"}))
+    assert _drawn(_figures(capsys, run), run)
+    (run / MANIFEST).write_text("{not json")
+    assert _drawn(_figures(capsys, run), run)
+
+
+def test_force_redraws_to_the_same_bytes(run, capsys, restore_cli_logging):
+    _figures(capsys, run)
+    before = _digests(run)
+    assert _drawn(_figures(capsys, run, "--force"), run)
+    assert _digests(run) == before
+
+
+def test_no_gif_leaves_no_gif(run, capsys, restore_cli_logging):
+    _figures(capsys, run, "--no-gif")
+    assert not (run / "network.gif").exists() and (run / "network.png").is_file()
+    assert _up_to_date(_figures(capsys, run, "--no-gif"), run)
+    assert _drawn(_figures(capsys, run), run), "asked for the GIF: drawn"
+    assert (run / "network.gif").is_file()
+    assert _up_to_date(_figures(capsys, run, "--no-gif"), run), "the drawing had all it asks"
+    _figures(capsys, run, "--no-gif", "--force")
+    assert not (run / "network.gif").exists(), "a GIF of an older drawing is removed"
+
+
+def test_a_sweep_is_drawn_after_its_runs():
+    from stellarnet.viz.drawing import waves
+
+    sweep = Path("r/hr/sweep-lr=0.1,0.3")
+    folders = [sweep / "lr=0.1", sweep / "lr=0.3", Path("r/hr/lr=0.3"), sweep]
+    assert waves(folders) == [folders[:3], [sweep]]
+    assert waves(folders[:3]) == [folders[:3]]
+
+
+def test_folders_drawn_in_parallel_are_those_drawn_one_by_one(trained, tmp_path, capsys):
+    """Two runs and a sweep of them, drawn by two worker processes and by one."""
+    from stellarnet.cli import main
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    shutil.copytree(trained, one / "hr_relation")
+    sweep = one / "hr_relation" / "sweep-lr=0.3"
+    shutil.copytree(trained / "lr=0.3", sweep / "lr=0.3")
+    shutil.copytree(trained / "lr=0.3", one / "hr_relation" / "lr=0.3,seed=7")
+    shutil.copytree(one, two)
+    base = ["-q", "figures", "hr_relation", "--grid", "5", "--no-explorer", "--no-gif"]
+    assert main([*base, "--results", str(one), "--jobs", "1"]) == 0
+    assert main([*base, "--results", str(two), "--jobs", "2"]) == 0
+    capsys.readouterr()
+    for folder in (sweep / "lr=0.3", one / "hr_relation" / "lr=0.3,seed=7"):
+        twin = two / folder.relative_to(one)
+        assert _digests(folder) == _digests(twin) and "report.md" in _digests(folder)
+
+
+def test_the_gif_has_a_frame_per_epoch_and_they_change(run):
+    from PIL import Image
+
+    from stellarnet.viz.network import frame_epochs, network_animation
+
+    path = network_animation(run, stride=2, name="anim.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(frame_epochs(list(range(EPOCHS + 1)), 2)) == 4
+        gif.seek(0)
+        first = np.asarray(gif.convert("RGB"))
+        gif.seek(gif.n_frames - 1)
+        last = np.asarray(gif.convert("RGB"))
+        assert gif.info["duration"] == 250 and gif.info["loop"] == 0
+    assert first.shape == last.shape == (440, 720, 3)
+    assert (first != last).any(axis=2).mean() > 0.001, "edges and nodes change colour"
+
+
+def test_gif_frames_look_like_the_figure_redrawn_whole(run, monkeypatch):
+    """A frame drawn over the still background equals the whole figure drawn afresh, up to
+    the labels' compositing (2/255), before the palette."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    import stellarnet.viz.network as network
+
+    frames: dict[str, list[np.ndarray]] = {}
+
+    def keep(kind):
+        def save(images, path, fps):
+            frames[kind] = [np.asarray(image.convert("RGB"), dtype=int) for image in images]
+            return path
+
+        return save
+
+    def whole(fig, moving, epochs, update, above=()):
+        for epoch in epochs:
+            update(epoch)
+            canvas = FigureCanvasAgg(fig)
+            canvas.draw()
+            yield Image.fromarray(np.asarray(canvas.buffer_rgba()).copy())
+
+    monkeypatch.setattr(network, "save_gif", keep("blit"))
+    network.network_animation(run, stride=3)
+    monkeypatch.setattr(network, "save_gif", keep("whole"))
+    monkeypatch.setattr(network, "blit_frames", whole)
+    network.network_animation(run, stride=3)
+    assert len(frames["blit"]) == len(frames["whole"]) == 3
+    for ours, theirs in zip(frames["blit"], frames["whole"], strict=True):
+        assert np.abs(ours - theirs).max() <= 2
+
+
+def test_landscape_grid_losses_are_the_one_network_losses(run):
+    from stellarnet.params import layers_from_row, parameter_names
+    from stellarnet.results.analysis import network_loss, network_loss_batch
+    from stellarnet.results.saved import load_results
+
+    results = load_results(run)
+    sizes = results.layer_sizes
+    names = parameter_names(sizes, "w") + parameter_names(sizes, "b")
+    vectors = np.random.default_rng(0).normal(size=(40, len(names)))
+    rows = [dict(zip(names, vector, strict=True)) for vector in vectors]
+    one = [network_loss(results, layers_from_row(row, sizes)) for row in rows]
+    np.testing.assert_allclose(network_loss_batch(results, vectors), one, rtol=1e-12)
+
+
+def test_the_figures_command_runs_without_tensorflow(run):
+    code = (
+        "import sys; from stellarnet.cli import main; "
+        f"status = main(['-q', 'figures', {str(run)!r}, '--grid', '5', '--jobs', '1']); "
+        "print(status, sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras') or m.startswith(('stellarnet.train', 'stellarnet.runs'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+    assert (run / "network.gif").is_file() and (run / "explorer.html").is_file()
