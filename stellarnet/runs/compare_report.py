@@ -103,7 +103,7 @@ def text_table(table: pd.DataFrame) -> list[str]:
             f"{row.model:<{width}} {row.mse:>9.4g} {row.rmse:>9.4g} {row.mae:>9.4g} {row.r2:>8.4g}"
         )
         if photoz:
-            line += f" {row.bias:>10.3g} {row.sigma_nmad:>10.4g} {row.outlier_fraction:>8.2%}"
+            line += f" {row.bias:>10.4g} {row.sigma_nmad:>10.4g} {row.outlier_fraction:>8.2%}"
         lines.append(f"{line}  {row.detail}")
     return lines
 

@@ -71,7 +71,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     )
     if "sigma_nmad" in metrics:
         text += (
-            f", bias {metrics['bias']:.3g}, sigma_NMAD {metrics['sigma_nmad']:.4g}, "
+            f", bias {metrics['bias']:.4g}, sigma_NMAD {metrics['sigma_nmad']:.4g}, "
             f"outliers {metrics['outlier_fraction']:.2%}"
         )
     return text + f" ({metrics['rows']} rows)"

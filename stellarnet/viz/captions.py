@@ -44,7 +44,8 @@ def rows_text(results: SavedResults) -> str:
         for part in ("validation", "test")
         if dataset.get(f"rows_{part}")
     ]
-    text = f"{train} training rows" + (f" ({', '.join(held)} held out)" if held else "")
+    rows = "training row" if train == 1 else "training rows"
+    text = f"{train} {rows}" + (f" ({', '.join(held)} held out)" if held else "")
     batch = _training(results).get("batch_size")
     return text + (f", mini-batches of {batch}" if batch else ", full batch")
 

@@ -323,7 +323,7 @@ def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 
     shown = {lr: results.weights_epoch(lr, epoch) for lr in rates}
     panels = [_finite_residuals(results, lr, shown[lr]) for lr in rates]
     rows, columns = _grid(max(len(rates), 1))
-    size = None if columns == 1 else (WIDE[0], 1.2 + PANEL_HEIGHT * rows)
+    size = None if columns == 1 else (WIDE[0], max(WIDE[1], 1.2 + PANEL_HEIGHT * rows))
     fig = new_figure(size)
     shared = _shared_y(panels)
     axes = fig.subplots(rows, columns, sharex=True, sharey=shared, squeeze=False).ravel()
@@ -343,7 +343,8 @@ def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 
         ax.set_xlabel(axis_label(feature.column, results.unit(feature.column), x_log))
         ax.xaxis.set_tick_params(labelbottom=True)
     prefix = "log$_{10}$ " if y_log else ""
-    fig.supylabel(f"predicted - true {prefix}{target.column}" + (f" [{unit}]" if unit else ""))
+    label = f"predicted - true {prefix}{target.column}" + (f" [{unit}]" if unit else "")
+    fig.supylabel(label, fontsize=9)
     epochs = sorted(set(shown.values()) - {None})
     when = f"after epoch {epochs[0]}" if len(epochs) == 1 else "at each rate's last finite row"
     fig.suptitle(
