@@ -204,6 +204,41 @@ def test_gif_frames_look_like_the_figure_redrawn_whole(run, monkeypatch):
         assert np.abs(ours - theirs).max() <= 2
 
 
+def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
+    from io import BytesIO
+
+    from matplotlib.backends import _backend_pdf_ps
+
+    from stellarnet.results.saved import load_results
+    from stellarnet.viz import pdf_fonts
+    from stellarnet.viz.figures import plot_network, plot_trajectories
+    from stellarnet.viz.style import PDF_METADATA, style
+
+    monkeypatch.setattr(_backend_pdf_ps, "get_glyphs_subset", _backend_pdf_ps.get_glyphs_subset)
+    monkeypatch.setattr(pdf_fonts, "_cache", {})
+    results = load_results(run)
+
+    def pdfs() -> list[bytes]:
+        out = []
+        for fig in figures:
+            buffer = BytesIO()
+            fig.savefig(buffer, format="pdf", metadata=PDF_METADATA)
+            out.append(buffer.getvalue())
+        return out
+
+    with style():
+        figures = [plot_trajectories(results, 0.3, "parameters"), plot_network(results)]
+        for fig in figures:
+            fig.draw_without_rendering()  # lay out once: later saves draw the same
+            fig.set_layout_engine("none")
+        without = pdfs()
+        assert pdf_fonts.install() and pdf_fonts.install()
+        assert _backend_pdf_ps.get_glyphs_subset.stellarnet_cache
+        first, again = pdfs(), pdfs()
+    assert first == without and again == without
+    assert pdf_fonts._cache, "the cuts were kept"
+
+
 def test_landscape_grid_losses_are_the_one_network_losses(run):
     from stellarnet.params import layers_from_row, parameter_names
     from stellarnet.results.analysis import network_loss, network_loss_batch

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from stellarnet.errors import ConfigError
 from stellarnet.results.saved import SavedResults, load_results
+from stellarnet.viz import pdf_fonts
 from stellarnet.viz.divergence import drawn_rates
 from stellarnet.viz.freshness import FigureOptions, drawn_files, input_stats, record_drawing
 from stellarnet.viz.galaxy import (
@@ -162,6 +163,7 @@ def regenerate(
         explorer=explorer,
     )
     inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
+    pdf_fonts.install()  # a font cut once serves every PDF of the process (same bytes)
     results = load_results(folder, catalog)
     results.check_epoch(epoch)
     if grid < 3:
