@@ -132,3 +132,56 @@ def test_run_on_dask_needs_a_cluster():
 
     with pytest.raises(ConfigError, match="--dask-workers"):
         run_on_dask([], scheduler=None, workers=None)
+
+
+def test_a_worker_gives_tensorflow_its_own_threads_only():
+    """On a Dask worker TensorFlow runs as many threads between ops as the worker has (the
+    machine's other cores run the other workers); outside a worker nothing is set."""
+    from stellarnet.runs.study_dask import dask_client
+    from stellarnet.runs.study_part import worker_settings
+
+    assert worker_settings() == {}
+    with dask_client(workers=1) as client:
+        assert client.submit(worker_settings, pure=False).result() == {
+            "TF_NUM_INTEROP_THREADS": "1"
+        }
+
+
+class _FakeLibc:
+    """Records ``mallopt`` and ``malloc_trim`` calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def mallopt(self, parameter: int, value: int) -> int:
+        self.calls.append(("mallopt", parameter, value))
+        return 1
+
+    def malloc_trim(self, pad: int) -> int:
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_tensor_malloc_lifts_a_fixed_threshold_while_training_then_restores_it(monkeypatch):
+    """Dask's workers start with MALLOC_TRIM_THRESHOLD_=65536, which keeps glibc mapping fresh
+    pages for every tensor; training lifts the thresholds and puts the worker's back after."""
+    from stellarnet import tfsettings
+
+    libc = _FakeLibc()
+    monkeypatch.setattr(tfsettings, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with tfsettings.tensor_malloc():
+        inside = list(libc.calls)
+    trim, mmap = tfsettings.M_TRIM_THRESHOLD, tfsettings.M_MMAP_THRESHOLD
+    assert sorted(inside) == sorted(
+        ("mallopt", p, v) for p, v in tfsettings.ROOMY_THRESHOLDS.items()
+    )
+    assert sorted(libc.calls[len(inside) :]) == sorted(
+        [("mallopt", trim, 65536), ("mallopt", mmap, 128 * 1024), ("malloc_trim", 0)]
+    )
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    libc.calls.clear()
+    with tfsettings.tensor_malloc():  # glibc's adaptive thresholds: left alone
+        pass
+    assert libc.calls == []

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,21 @@ def cut_members(long: pd.DataFrame) -> pd.DataFrame:
     return long[after == 0].reset_index(drop=True)
 
 
+def worker_settings() -> dict[str, str]:
+    """On a Dask worker, TensorFlow's settings for it: as many threads between ops as the
+    worker has threads (one, as the README starts them), since the machine's other cores
+    run other workers. Elsewhere none."""
+    if "distributed" not in sys.modules:  # not imported: not a Dask worker
+        return {}
+    from distributed import get_worker
+
+    try:
+        threads = get_worker().state.nthreads
+    except ValueError:  # not on a worker
+        return {}
+    return {"TF_NUM_INTEROP_THREADS": str(threads)}
+
+
 def part_groups(members: int, epochs: int) -> int | None:
     """Groups of a part's stacked graph. Short runs: groups of about
     :data:`SHORT_GROUP_MEMBERS`, at least one per core, since tracing and optimising the graph
@@ -131,7 +147,13 @@ def part_groups(members: int, epochs: int) -> int | None:
 def train_part(task: PartTask) -> pd.DataFrame:
     """Train ``task``'s part, write its part file and return its members' statistics
     (:func:`stellarnet.results.study_summary.member_stats`)."""
-    tfsettings.apply(warn=False)  # a Dask worker starts TensorFlow here
+    tfsettings.apply(tfsettings.SETTINGS | worker_settings(), warn=False)  # a Dask worker's TF
+    with tfsettings.tensor_malloc():
+        return _train_part(task)
+
+
+def _train_part(task: PartTask) -> pd.DataFrame:
+    """:func:`train_part` once TensorFlow's settings are made."""
     from stellarnet.train.draws import initial_layers
     from stellarnet.train.stacked import train_stacked
 
