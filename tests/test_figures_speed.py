@@ -126,16 +126,18 @@ def test_no_gif_leaves_no_gif(run, capsys, restore_cli_logging):
 
 
 def test_a_sweep_is_drawn_after_its_runs():
-    from stellarnet.viz.drawing import waves
+    from stellarnet.viz.drawing import inner_folders
 
     sweep = Path("r/hr/sweep-lr=0.1,0.3")
     folders = [sweep / "lr=0.1", sweep / "lr=0.3", Path("r/hr/lr=0.3"), sweep]
-    assert waves(folders) == [folders[:3], [sweep]]
-    assert waves(folders[:3]) == [folders[:3]]
+    inside = inner_folders(folders)
+    assert inside[sweep] == folders[:2]
+    assert all(inside[folder] == [] for folder in folders[:3])
 
 
 def test_folders_drawn_in_parallel_are_those_drawn_one_by_one(trained, tmp_path, capsys):
-    """Two runs and a sweep of them, drawn by two worker processes and by one."""
+    """Three run folders (one inside another folder), drawn by two worker processes and by
+    one: the same bytes."""
     from stellarnet.cli import main
 
     one, two = tmp_path / "one", tmp_path / "two"

@@ -51,40 +51,45 @@ def draw_folder(folder: Path, options: FigureOptions, force: bool = False) -> Ou
         return Outcome(folder, error=str(err))
 
 
-def waves(folders: Sequence[Path]) -> list[list[Path]]:
-    """The folders in drawing order: first those that hold no other folder of the list (runs,
-    a sweep's runs), then the others (sweeps), each in the order given."""
-
-    def holds_another(folder: Path) -> bool:
-        return any(other != folder and folder in other.parents for other in folders)
-
-    first = [folder for folder in folders if not holds_another(folder)]
-    return [wave for wave in (first, [f for f in folders if f not in first]) if wave]
+def inner_folders(folders: Sequence[Path]) -> dict[Path, list[Path]]:
+    """For each folder, the folders of the list inside it (a sweep's runs): drawn before it,
+    since its report shows their figures."""
+    return {folder: [other for other in folders if folder in other.parents] for folder in folders}
 
 
 def draw_folders(
     folders: Sequence[Path], options: FigureOptions, force: bool = False, jobs: int | None = None
 ) -> Iterator[Outcome]:
     """Draw every stale folder of ``folders`` (all with ``force``) in up to ``jobs`` processes
-    (default: one per core); yield an :class:`Outcome` per folder, in the order given."""
+    (default: one per core); yield an :class:`Outcome` per folder, in the order given.
+
+    A folder starts as soon as a process is free and the folders inside it are drawn."""
+    folders = [Path(folder) for folder in folders]
     jobs = default_jobs() if jobs is None else jobs
-    stale = [Path(f) for f in folders if force or fresh_files(f, options) is None]
+    stale = [folder for folder in folders if force or fresh_files(folder, options) is None]
     if jobs <= 1 or len(stale) <= 1:
         for folder in folders:
-            yield draw_folder(Path(folder), options, force)
+            yield draw_folder(folder, options, force)
         return
     import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     _load_drawing_code(options)  # before forking, so that workers inherit it
+    inside = inner_folders(folders)
     outcomes: dict[Path, Outcome] = {}
+    running: dict[Future, Path] = {}
     context = multiprocessing.get_context("fork")
-    with context.Pool(min(jobs, len(stale))) as pool:
-        for wave in waves([Path(f) for f in folders]):
-            calls = [(folder, options, force) for folder in wave]
-            for outcome in pool.starmap(draw_folder, calls, chunksize=1):
-                outcomes[outcome.folder] = outcome
+    with ProcessPoolExecutor(min(jobs, len(stale)), mp_context=context) as pool:
+        while len(outcomes) < len(folders):
+            started = set(running.values()) | set(outcomes)
+            for folder in folders:
+                if folder not in started and all(f in outcomes for f in inside[folder]):
+                    running[pool.submit(draw_folder, folder, options, force)] = folder
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                outcomes[running.pop(future)] = future.result()
     for folder in folders:
-        yield outcomes[Path(folder)]
+        yield outcomes[folder]
 
 
 def _load_drawing_code(options: FigureOptions) -> None:
