@@ -100,7 +100,7 @@ def main() -> None:
             drawn = sum(1 for line in out.splitlines() if "/: " in line)
             fresh = sum(1 for line in out_again.splitlines() if "up to date" in line)
             rows.append((case, wall, cpu, target, again, drawn, fresh, load))
-            print(f"{case}: {wall:.1f} s ({drawn} folders drawn), again {again:.2f} s", flush=True)
+            print(f"{case}: {wall:.1f} s ({drawn} drawn), again {again:.2f} s", flush=True)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"\n{cores} cores; Python {sys.version.split()[0]}; best of {args.repeat}\n")
     print("| case | measured (wall) | target | CPU (user + sys) | nothing stale | load |")
@@ -108,8 +108,8 @@ def main() -> None:
     for case, wall, cpu, target, again, drawn, fresh, load in rows:
         verdict = "ok" if wall <= target else "over"
         print(
-            f"| {case} | {wall:.1f} s ({verdict}; {drawn} folders) | <= {target:.0f} s "
-            f"| {cpu:.1f} s | {again:.2f} s ({fresh} folders up to date) | {load:.1f} |"
+            f"| {case} | {wall:.1f} s ({verdict}; {drawn} folder(s)) | <= {target:.0f} s "
+            f"| {cpu:.1f} s | {again:.2f} s ({fresh} up to date) | {load:.1f} |"
         )
 
 
