@@ -211,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="decimals in the table exports (default: 4)",
     )
-    figures.add_argument("--log", action="store_true", help="loss on a log scale")
+    figures.add_argument(
+        "--log",
+        action="store_true",
+        help="loss on a log scale (default: log when the loss spans more than two decades)",
+    )
     figures.add_argument(
         "--stride",
         type=positive_int,
@@ -417,10 +421,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     sweep under TARGET from its saved tables, if they are stale (missing, older than the
     history or run.json, or drawn with other options or another version; ``--force``: all).
     A folder with a problem is skipped whole (its files unchanged) and the others drawn; the
-    exit status is 1 if any was skipped."""
-    from stellarnet.results.saved import find_results
+    exit status is 1 if any was skipped. Study folders get their figures and report again
+    (they are quick: drawn from members.csv)."""
+    from stellarnet.results.saved import find_results, find_studies, results_root
     from stellarnet.viz.drawing import draw_folders
     from stellarnet.viz.freshness import FigureOptions
+    from stellarnet.viz.study import study_figures, study_report
 
     options = FigureOptions(
         epoch=args.epoch,
@@ -446,6 +452,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
             skipped.append(f"{folder}/")
         else:
             print(f"{folder}/: " + ", ".join(path.name for path in outcome.written))
+    for study in find_studies(results_root(args.target, args.results)):
+        written = [*study_figures(study), study_report(study)]
+        print(f"{study}/: " + ", ".join(path.name for path in written))
     if skipped:
         listed = ", ".join(skipped)
         print(f"{ERROR_PREFIX}{len(skipped)} folder(s) skipped: {listed}", file=sys.stderr)

@@ -268,3 +268,30 @@ def test_cli_study(hr_config, results_dir, capsys, restore_cli_logging, snapshot
         assert (folder / name).is_file()
     assert main(argv) == 1  # refused without --force
     assert "--force" in capsys.readouterr().err
+
+
+def test_figures_and_runs_treat_a_study_as_a_study(
+    results_dir, capsys, restore_cli_logging, snapshot_copy
+):
+    """A study beside a run: `figures` redraws the study's own figures and report (not the
+    run figures, which it has no history.parquet for), `runs` lists it with its seeds."""
+    from stellarnet.cli import main
+    from stellarnet.results.saved import find_results, find_studies
+
+    catalog = ["--catalog", str(snapshot_copy("gaia")), "--results", str(results_dir)]
+    study = ["study", "hr_relation", "--lr", "0.1", "0.3", "--seeds", "2", "--epochs", "2"]
+    assert main([*study, *catalog]) == 0
+    assert main(["experiment", "hr_relation", "--epochs", "2", *catalog]) == 0
+    (folder,) = find_studies(results_dir / "hr_relation")
+    assert folder.name.startswith("study-")
+    assert folder not in find_results("hr_relation", results_dir)
+    (folder / "monotone.png").unlink()
+    capsys.readouterr()
+    argv = ["figures", "hr_relation", "--results", str(results_dir), "--no-gif", "--no-explorer"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"{folder}/: loss_bands.png, final_loss.png, monotone.png, report.md" in out
+    assert (folder / "monotone.png").is_file()
+    assert main(["runs", "hr_relation", "--results", str(results_dir)]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if " study " in line]
+    assert row.split()[1:6] == ["study", "0.1,0.3", "2", "0..1", "same"]

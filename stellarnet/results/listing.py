@@ -17,7 +17,7 @@ from typing import Any
 
 from stellarnet.errors import StellarnetError
 from stellarnet.results.names import rate_label
-from stellarnet.results.saved import RUN_JSON
+from stellarnet.results.saved import RUN_JSON, STUDY_KIND
 
 MISSING = "-"
 MAX_RATES_SHOWN = 40
@@ -141,16 +141,39 @@ def sweep_rows(experiment: str, folder: Path, record: Mapping[str, Any]) -> list
     return rows
 
 
+def study_row(experiment: str, folder: Path, record: Mapping[str, Any]) -> RunRow:
+    """A study's row: its rates, its seeds as a range, its init protocol; its losses are
+    per member (``summary.csv``, ``members.csv``)."""
+    study = record.get("study") if isinstance(record.get("study"), Mapping) else {}
+    rates = study.get("learning_rates")
+    first, seeds = study.get("first_seed", 0), study.get("seeds")
+    seed_text = f"{first}..{first + seeds - 1}" if isinstance(seeds, int) else MISSING
+    return RunRow(
+        experiment,
+        STUDY_KIND,
+        _rates_text(rates) if isinstance(rates, list) else MISSING,
+        _text(study.get("epochs")),
+        seed_text,
+        _text(study.get("init")),
+        _text(record.get("status")),
+        MISSING,
+        MISSING,
+        str(folder),
+    )
+
+
 def _order(folder: Path, record: Mapping[str, Any] | None) -> tuple:
     rate = _get(record or {}, "config", "training", "learning_rate")
+    if record is not None and record.get("kind") == STUDY_KIND:
+        return (2, 0.0, folder.name)
     if record is not None and isinstance(record.get("learning_rates"), list):
         return (1, 0.0, folder.name)
     return (0, rate if isinstance(rate, int | float) else float("inf"), folder.name)
 
 
 def experiment_rows(experiment_dir: Path) -> list[RunRow]:
-    """The rows of every run and sweep folder (one holding a ``run.json``) in
-    ``experiment_dir``: runs by rate, then sweeps, each group by folder name."""
+    """The rows of every run, sweep and study folder (one holding a ``run.json``) in
+    ``experiment_dir``: runs by rate, then sweeps, then studies, each group by folder name."""
     found = []
     for folder in sorted(experiment_dir.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir() or not (folder / RUN_JSON).exists():
@@ -158,7 +181,9 @@ def experiment_rows(experiment_dir: Path) -> list[RunRow]:
         found.append((folder, read_record(folder)))
     rows = []
     for folder, record in sorted(found, key=lambda item: _order(*item)):
-        if record is not None and isinstance(record.get("learning_rates"), list):
+        if record is not None and record.get("kind") == STUDY_KIND:
+            rows.append(study_row(experiment_dir.name, folder, record))
+        elif record is not None and isinstance(record.get("learning_rates"), list):
             rows += sweep_rows(experiment_dir.name, folder, record)
         else:
             rows.append(record_row(experiment_dir.name, "run", folder, record))

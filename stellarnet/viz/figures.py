@@ -128,7 +128,8 @@ def regenerate(
     digits : int
         Decimal places of the table exports.
     log_scale : bool
-        Loss axes on a log scale.
+        Loss axes on a log scale; if False, each loss axis is logarithmic only when its
+        loss spans more than two decades (:func:`stellarnet.viz.style.wants_log`).
     stride : int, optional
         Epochs between frames of the animated network (default: every epoch, thinned to at
         most 150 frames).
@@ -172,7 +173,7 @@ def regenerate(
     staging = Path(tempfile.mkdtemp(prefix=".figures-", dir=results.folder))
     try:
         with style():
-            written = [save_figure(plot_loss(results, log_scale), staging, "loss")]
+            written = [save_figure(plot_loss(results, log_scale or None), staging, "loss")]
             if not results.is_sweep:
                 written += _run_figures(results, staging, epoch, stride, log_scale, gif)
                 written += write_tables(results, digits=digits, folder=staging)

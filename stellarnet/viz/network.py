@@ -141,7 +141,11 @@ def _node_label(ax: Axes, results: SavedResults, unit_at: tuple[int, int, float,
     gap = NODE_RADIUS + 0.05
     bias = math_name(column_name("b", layer, unit))
     if layer == len(results.layer_sizes) - 1:
-        text = f"predicted {results.target.column}\nbias {bias}"
+        target = results.target
+        # the net outputs the target in its transformed units (log10 Teff for the HR net)
+        logged = "log$_{10}$ " if target.transforms[-1:] == ("log10",) else ""
+        scaled = " (scaled)" if target.transforms and not logged else ""
+        text = f"predicted {logged}{target.column}{scaled}\nbias {bias}"
         ax.text(x + gap, y, text, ha="left", va="center", fontsize=8)
         return
     above = y > 0 or (y == 0 and unit == 1)
