@@ -98,7 +98,8 @@ def trained_losses(results: SavedResults, lr: float) -> tuple[np.ndarray, np.nda
     return trained["epoch"].to_numpy(), trained["loss"].to_numpy(dtype=float)
 
 
-def _padded(low: float, high: float, log: bool) -> tuple[float, float]:
+def padded_range(low: float, high: float, log: bool) -> tuple[float, float]:
+    """``low, high`` widened by :data:`MARGIN` of their span (in decades on a log axis)."""
     if log:
         low, high = np.log10(low), np.log10(high)
     span = high - low if high > low else max(abs(high), 1.0)
@@ -123,7 +124,7 @@ def fit_loss_axis(
         values = values[values > 0]
     clipped = bool(calm) and len(calm) < len(results.learning_rates) and bool(values.size)
     if clipped:
-        ax.set_ylim(*_padded(float(values.min()), float(values.max()), log))
+        ax.set_ylim(*padded_range(float(values.min()), float(values.max()), log))
     mark_wild(ax, results, lines, clipped)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from bokeh.models import ColorBar, ColumnDataSource, LogColorMapper, Range1d, Span, Title
 
 from stellarnet.results.saved import SavedResults
-from stellarnet.viz.divergence import MARGIN, calm_rates, wild_text
+from stellarnet.viz.divergence import calm_rates, padded_range, wild_text
 from stellarnet.viz.explorer_frames import RateTrack
 from stellarnet.viz.style import (
     RATE_CMAP,
@@ -70,15 +70,6 @@ class LossAxis:
     kept_epoch: int | None = None
 
 
-def _padded(low: float, high: float, log: bool) -> tuple[float, float]:
-    """``low, high`` widened by :data:`MARGIN` of their span (in decades on a log axis)."""
-    if log:
-        low, high = np.log10(low), np.log10(high)
-    span = high - low if high > low else max(abs(high), 1.0)
-    low, high = low - MARGIN * span, high + MARGIN * span
-    return (10**low, 10**high) if log else (low, high)
-
-
 def loss_axis(results: SavedResults, tracks: list[RateTrack]) -> LossAxis:
     """The loss panel's scale, range and notes (see the module docstring). The lines drawn
     include epoch 0, so the calm rates' whole lines set the range."""
@@ -90,7 +81,7 @@ def loss_axis(results: SavedResults, tracks: list[RateTrack]) -> LossAxis:
     if log:
         values = values[values > 0]
     clipped = bool(calm) and len(calm) < len(tracks) and bool(values.size)
-    y_range = _padded(float(values.min()), float(values.max()), log) if clipped else None
+    y_range = padded_range(float(values.min()), float(values.max()), log) if clipped else None
     wild, off_scale = {}, {}
     for track in tracks:
         if track.lr in calm:
