@@ -16,7 +16,6 @@ from stellarnet.results.saved import SavedResults, as_results, lr_label
 from stellarnet.viz.captions import add_caption, run_caption
 from stellarnet.viz.divergence import diverged_rates, finite_note, fit_loss_axis
 from stellarnet.viz.style import (
-    MAX_LEGEND_RATES,
     WIDE,
     integer_epochs,
     math_name,
@@ -70,6 +69,7 @@ def draw_loss_lines(ax: Axes, results: SavedResults, log_scale: bool | None = No
     """
     lines = {}
     colours = rate_colors(results.learning_rates)
+    many = uses_colorbar(results.learning_rates)
     for lr in results.learning_rates:
         history = results.finite_history(lr)
         trained = history[history["epoch"] >= 1]
@@ -80,7 +80,7 @@ def draw_loss_lines(ax: Axes, results: SavedResults, log_scale: bool | None = No
             label=status_label(results, lr),
             marker="o" if len(trained) <= MAX_MARKED_EPOCHS else None,
             markersize=3,
-            linewidth=1.5 if len(lines) < MAX_LEGEND_RATES else 1.0,
+            linewidth=1.0 if many else 1.5,
         )
     fit_loss_axis(ax, results, lines, log_scale)
     integer_epochs(ax)
