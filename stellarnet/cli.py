@@ -423,7 +423,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     A folder with a problem is skipped whole (its files unchanged) and the others drawn; the
     exit status is 1 if any was skipped. Study folders get their figures and report again
     (they are quick: drawn from members.csv)."""
-    from stellarnet.results.saved import find_results, find_studies, results_root
+    from stellarnet.results.finding import find_results, find_studies, results_root
     from stellarnet.viz.drawing import draw_folders
     from stellarnet.viz.freshness import FigureOptions
     from stellarnet.viz.study import study_figures, study_report

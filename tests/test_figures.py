@@ -18,8 +18,9 @@ import pytest
 
 from stellarnet.errors import CatalogError, StellarnetError
 from stellarnet.results.analysis import dead_units, network_loss, parameter_matrix
+from stellarnet.results.finding import find_results
 from stellarnet.results.run_catalog import catalog_path
-from stellarnet.results.saved import find_results, load_results
+from stellarnet.results.saved import load_results
 from stellarnet.viz.figures import (
     plot_hr,
     plot_loss,

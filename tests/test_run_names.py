@@ -17,6 +17,7 @@ import pytest
 from stellarnet.cli import main
 from stellarnet.errors import ResultsFolderError
 from stellarnet.files import sha256_file
+from stellarnet.results.finding import find_results
 from stellarnet.results.folders import inside_results, result_folder
 from stellarnet.results.history import load_history
 from stellarnet.results.listing import runs_table, saved_runs
@@ -28,7 +29,7 @@ from stellarnet.results.names import (
     run_name,
     sweep_name,
 )
-from stellarnet.results.saved import find_results, load_results
+from stellarnet.results.saved import load_results
 from stellarnet.runs.config import load_experiment
 from stellarnet.runs.naming import run_folder, sweep_folder
 

@@ -276,7 +276,7 @@ def test_figures_and_runs_treat_a_study_as_a_study(
     """A study beside a run: `figures` redraws the study's own figures and report (not the
     run figures, which it has no history.parquet for), `runs` lists it with its seeds."""
     from stellarnet.cli import main
-    from stellarnet.results.saved import find_results, find_studies
+    from stellarnet.results.finding import find_results, find_studies
 
     catalog = ["--catalog", str(snapshot_copy("gaia")), "--results", str(results_dir)]
     study = ["study", "hr_relation", "--lr", "0.1", "0.3", "--seeds", "2", "--epochs", "2"]

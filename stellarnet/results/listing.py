@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from stellarnet.errors import StellarnetError
+from stellarnet.results.finding import STUDY_KIND
 from stellarnet.results.names import rate_label
-from stellarnet.results.saved import RUN_JSON, STUDY_KIND
+from stellarnet.results.saved import RUN_JSON
 
 MISSING = "-"
 MAX_RATES_SHOWN = 40
