@@ -125,7 +125,7 @@ def test_no_gif_leaves_no_gif(run, capsys, restore_cli_logging):
     assert not (run / "network.gif").exists(), "a GIF of an older drawing is removed"
 
 
-def test_a_sweep_is_drawn_after_its_runs():
+def test_a_sweeps_runs_are_the_folders_inside_it():
     from stellarnet.viz.drawing import inner_folders
 
     sweep = Path("r/hr/sweep-lr=0.1,0.3")
@@ -136,14 +136,17 @@ def test_a_sweep_is_drawn_after_its_runs():
 
 
 def test_folders_drawn_in_parallel_are_those_drawn_one_by_one(trained, tmp_path, capsys):
-    """Three run folders (one inside another folder), drawn by two worker processes and by
-    one: the same bytes."""
+    """Two runs and a one-rate sweep with its run, drawn by two worker processes and by one:
+    the same bytes, and the sweep's report (drawn beside its run) shows the run's figures."""
     from stellarnet.cli import main
+
+    from stellarnet.runs.config import load_experiment
+    from stellarnet.runs.sweep import run_sweep
 
     one, two = tmp_path / "one", tmp_path / "two"
     shutil.copytree(trained, one / "hr_relation")
-    sweep = one / "hr_relation" / "sweep-lr=0.3"
-    shutil.copytree(trained / "lr=0.3", sweep / "lr=0.3")
+    config = load_experiment("hr_relation").with_overrides(epochs=EPOCHS)
+    sweep = run_sweep(config, [0.3], one).folder
     shutil.copytree(trained / "lr=0.3", one / "hr_relation" / "lr=0.3,seed=7")
     shutil.copytree(one, two)
     base = ["-q", "figures", "hr_relation", "--grid", "5", "--no-explorer", "--no-gif"]
@@ -153,6 +156,9 @@ def test_folders_drawn_in_parallel_are_those_drawn_one_by_one(trained, tmp_path,
     for folder in (sweep / "lr=0.3", one / "hr_relation" / "lr=0.3,seed=7"):
         twin = two / folder.relative_to(one)
         assert _digests(folder) == _digests(twin) and "report.md" in _digests(folder)
+    # the sweep, drawn beside its run in parallel: its report still shows the run's figures
+    report = (two / sweep.relative_to(one) / "report.md").read_text()
+    assert report == (sweep / "report.md").read_text() and "lr=0.3/network.png" in report
 
 
 def test_the_gif_has_a_frame_per_epoch_and_they_change(run):

@@ -5,7 +5,7 @@
 :mod:`stellarnet.viz.freshness` shows its figures up to date. Folders are independent, so
 they are drawn in worker processes forked from this one, which has imported matplotlib and
 the drawing code already: no worker imports anything again. A sweep's report shows its runs'
-figures, so the folders that hold other folders (sweeps) are drawn after those.
+figures, so it is written again once they are drawn.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def draw_folder(folder: Path, options: FigureOptions, force: bool = False) -> Ou
 
 
 def inner_folders(folders: Sequence[Path]) -> dict[Path, list[Path]]:
-    """For each folder, the folders of the list inside it (a sweep's runs): drawn before it,
-    since its report shows their figures."""
+    """For each folder, the folders of the list inside it (a sweep's runs), whose figures its
+    report shows."""
     return {folder: [other for other in folders if folder in other.parents] for folder in folders}
 
 
@@ -63,7 +63,8 @@ def draw_folders(
     """Draw every stale folder of ``folders`` (all with ``force``) in up to ``jobs`` processes
     (default: one per core); yield an :class:`Outcome` per folder, in the order given.
 
-    A folder starts as soon as a process is free and the folders inside it are drawn."""
+    Folders that hold others (sweeps) start first; their reports are written again once the
+    folders inside them are drawn (:func:`refresh_report`)."""
     folders = [Path(folder) for folder in folders]
     jobs = default_jobs() if jobs is None else jobs
     stale = [folder for folder in folders if force or fresh_files(folder, options) is None]
@@ -72,24 +73,30 @@ def draw_folders(
             yield draw_folder(folder, options, force)
         return
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
     _load_drawing_code(options)  # before forking, so that workers inherit it
     inside = inner_folders(folders)
-    outcomes: dict[Path, Outcome] = {}
-    running: dict[Future, Path] = {}
+    # Outer folders first: a sweep, the most work, starts at once beside its runs instead of
+    # alone after them; its report, which shows their figures, is written again after them.
+    order = sorted(folders, key=lambda folder: -len(inside[folder]))
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(jobs, len(stale)), mp_context=context) as pool:
-        while len(outcomes) < len(folders):
-            started = set(running.values()) | set(outcomes)
-            for folder in folders:
-                if folder not in started and all(f in outcomes for f in inside[folder]):
-                    running[pool.submit(draw_folder, folder, options, force)] = folder
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                outcomes[running.pop(future)] = future.result()
+        futures = {folder: pool.submit(draw_folder, folder, options, force) for folder in order}
+        outcomes = {folder: future.result() for folder, future in futures.items()}
     for folder in folders:
+        if outcomes[folder].written and any(outcomes[inner].written for inner in inside[folder]):
+            refresh_report(folder, options)
         yield outcomes[folder]
+
+
+def refresh_report(folder: Path, options: FigureOptions) -> None:
+    """Write a folder's report again, now that the folders inside it (a sweep's runs) are
+    drawn: the same report as drawing it after them."""
+    from stellarnet.results.saved import load_results
+    from stellarnet.viz.report import write_report
+
+    write_report(load_results(folder, options.catalog), digits=options.digits)
 
 
 def _load_drawing_code(options: FigureOptions) -> None:
