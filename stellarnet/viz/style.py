@@ -20,6 +20,7 @@ from stellarnet.files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.colorbar import Colorbar
     from matplotlib.figure import Figure
 
     from stellarnet.results.saved import SavedResults
@@ -110,7 +111,9 @@ def rate_colors(rates: Sequence[float]) -> dict[float, Any]:
     return {lr: cmap(norm(lr)) for lr in rates}
 
 
-def rate_colorbar(fig: Figure, ax: Axes | Sequence[Axes], rates: Sequence[float], **kwargs: Any):
+def rate_colorbar(
+    fig: Figure, ax: Axes | Sequence[Axes], rates: Sequence[float], **kwargs: Any
+) -> Colorbar:
     """A colour bar of the learning rates (log scale) beside ``ax``, for figures whose rates
     are coloured by :func:`rate_colors` beyond :data:`MAX_LEGEND_RATES`."""
     from matplotlib.cm import ScalarMappable
@@ -130,8 +133,8 @@ def rates_text(rates: Sequence[float]) -> str:
 
 
 def rates_list(rates: Sequence[float], of: int) -> str:
-    """``"LR=0.1, LR=0.3"`` for a few of a figure's ``of`` rates, ``"15 of 32 rates (LR=0.001
-    to 0.0287)"`` for many: a caption naming 15 rates is unreadable."""
+    """``"LR=0.1, LR=0.3"`` for a few of a figure's ``of`` rates, ``"14 of 32 rates (LR=0.001
+    to 0.0287)"`` for many: a caption naming 14 rates is unreadable."""
     if len(rates) <= MAX_TITLE_RATES:
         return ", ".join(f"LR={lr:g}" for lr in rates)
     return f"{len(rates)} of {of} rates (LR={min(rates):g} to {max(rates):g})"
