@@ -139,7 +139,6 @@ def test_folders_drawn_in_parallel_are_those_drawn_one_by_one(trained, tmp_path,
     """Two runs and a one-rate sweep with its run, drawn by two worker processes and by one:
     the same bytes, and the sweep's report (drawn beside its run) shows the run's figures."""
     from stellarnet.cli import main
-
     from stellarnet.runs.config import load_experiment
     from stellarnet.runs.sweep import run_sweep
 
