@@ -199,11 +199,15 @@ def finite_curve(curve: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.n
     return x, np.where(np.isfinite(y), y, np.nan)
 
 
+def inside_axes(ax: Axes, line: Line2D) -> np.ndarray:
+    """Which points of ``line`` lie within the axis ranges of ``ax`` (non-finite: none)."""
+    (left, right), (bottom, top) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    return (x >= left) & (x <= right) & (y >= bottom) & (y <= top)
+
+
 def note_off_axes(ax: Axes, results: SavedResults, lines: dict) -> None:
     """Say so in the legend when a diverged rate's curve lies wholly outside the axes."""
-    (left, right), (bottom, top) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
     for lr, line in lines.items():
-        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
-        inside = (x >= left) & (x <= right) & (y >= bottom) & (y <= top)
-        if results.divergence(lr) is not None and not inside.any():
+        if results.divergence(lr) is not None and not inside_axes(ax, line).any():
             line.set_label(f"{line.get_label()}, off the axes")

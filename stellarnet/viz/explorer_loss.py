@@ -70,6 +70,11 @@ class LossAxis:
     kept_epoch: int | None = None
 
 
+def _drawable(values: np.ndarray, log: bool) -> np.ndarray:
+    """The losses a loss axis can show: finite, and positive on a log axis."""
+    return np.isfinite(values) & ((values > 0) if log else True)
+
+
 def loss_axis(results: SavedResults, tracks: list[RateTrack]) -> LossAxis:
     """The loss panel's scale, range and notes (see the module docstring). The lines drawn
     include epoch 0, so the calm rates' whole lines set the range."""
@@ -153,7 +158,7 @@ def loss_panel(content, renderers: list[list], panel_figure):
         fig.add_layout(_note(f"green: {axis.kept}", KEPT_COLOR), "below")
     marks = []
     for track, own in zip(content.tracks, renderers, strict=True):
-        keep = np.isfinite(track.loss_values) & ((track.loss_values > 0) if axis.log else True)
+        keep = _drawable(track.loss_values, axis.log)
         short = track.label + (", off scale" if track.key in axis.off_scale else "")
         short += f", {track.status}" if track.status else ""
         legend = {} if axis.colorbar else {"legend_label": short}
@@ -167,7 +172,7 @@ def loss_panel(content, renderers: list[list], panel_figure):
             )
         )
         if track.val_values is not None:
-            val = np.isfinite(track.val_values) & ((track.val_values > 0) if axis.log else True)
+            val = _drawable(track.val_values, axis.log)
             own.append(
                 fig.line(
                     track.loss_epochs[val],

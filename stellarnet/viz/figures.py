@@ -173,9 +173,10 @@ def regenerate(
     staging = Path(tempfile.mkdtemp(prefix=".figures-", dir=results.folder))
     try:
         with style():
-            written = [save_figure(plot_loss(results, log_scale or None), staging, "loss")]
+            log_axis = True if log_scale else None  # None: log when the loss spans decades
+            written = [save_figure(plot_loss(results, log_axis), staging, "loss")]
             if not results.is_sweep:
-                written += _run_figures(results, staging, epoch, stride, log_scale, gif)
+                written += _run_figures(results, staging, epoch, stride, log_axis, gif)
                 written += write_tables(results, digits=digits, folder=staging)
             written += _prediction_figures(results, staging, epoch)
             landscape = None
@@ -210,12 +211,13 @@ def _run_figures(
     out: Path,
     epoch: int | None,
     stride: int | None,
-    log_scale: bool,
+    log_axis: bool | None,
     gif: bool,
 ) -> list[Path]:
     """The figures of one run's own training: trajectories and the network (still, and
-    animated if ``gif``); for a run without a finite row, only the trajectories
-    (empty, with the note)."""
+    animated if ``gif``, its loss panel on a log axis if ``log_axis``, or by the automatic
+    rule if None); for a run without a finite row, only the trajectories (empty, with the
+    note)."""
     lr = results.learning_rates[0]
     written = [save_figure(plot_trajectories(results, lr, which), out, which) for which in KINDS]
     if results.weights_epoch(lr) is None:
@@ -223,7 +225,6 @@ def _run_figures(
         return written
     written.append(save_figure(plot_network(results, epoch=epoch), out, "network"))
     if gif:
-        log_axis = True if log_scale else None
         written.append(network_animation(results, stride=stride, log_scale=log_axis, folder=out))
     return written
 

@@ -14,13 +14,13 @@ import pandas as pd
 from stellarnet.data.datasets import ColumnSpec, transform_column, valid_rows
 from stellarnet.errors import StellarnetError
 from stellarnet.results.analysis import network_loss, prediction_curve, residuals
-from stellarnet.results.run_catalog import log_space
 from stellarnet.results.saved import SavedResults, as_results, lr_label
 from stellarnet.viz.captions import add_caption, run_caption
 from stellarnet.viz.divergence import (
     diverged_rates,
     drawn_rates,
     finite_curve,
+    inside_axes,
     note_off_axes,
     weights_note,
 )
@@ -174,13 +174,10 @@ def _prediction_curves(ax: Axes, results: SavedResults, epoch: int | None) -> di
 
 def leaving_axes(ax: Axes, lines: dict) -> list[float]:
     """The rates whose curve leaves the axes somewhere (clipped by the axis range)."""
-    (left, right), (bottom, top) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
     leaving = []
     for lr, line in lines.items():
-        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
-        keep = np.isfinite(x) & np.isfinite(y)
-        x, y = x[keep], y[keep]
-        if ((x < left) | (x > right) | (y < bottom) | (y > top)).any():
+        finite = np.isfinite(line.get_xdata()) & np.isfinite(line.get_ydata())
+        if (finite & ~inside_axes(ax, line)).any():
             leaving.append(lr)
     return leaving
 
@@ -330,7 +327,7 @@ def plot_residuals(results: SavedResults, epoch: int | None = None, bins: int = 
     y_log = "log10" in target.transforms
     unit = "dex" if y_log else results.unit(target.column)
     colours = rate_colors(results.learning_rates)
-    x_log = log_space(np.zeros(1), results.dataset().transform_params[feature.column])[1]
+    x_log = "log10" in feature.transforms  # residuals() gives the input in its log space
     for ax, lr, (x, resid) in zip(axes, rates, panels, strict=False):
         narrow = columns > GRID_COLUMNS
         _residual_panel(ax, x, resid, colours[lr], bins, f" {unit}" if unit else "", narrow)
