@@ -115,7 +115,7 @@ function drawPanels(frame) {
     }
   });
   dataFig.title.text = `${E.dataTitle}: network after epoch ${epoch}`;
-  offNote.text = off.length === 0 ? "" : `prediction off the axes: ${off.length > 3 ? off.length + " rates" : off.join(", ")}`;
+  offNote.text = off.length === 0 ? "" : `prediction off the axes: ${off.length > 2 ? off.length + " rates" : off.join(", ")}`;
   gradFig.title.text = epoch === 0 && E.rates.every((r) => !finite(r.gradients[frame * BLOCKS]))
     ? "Gradient size per layer: none at epoch 0 (the initial weights)"
     : `Gradient size per layer in epoch ${epoch}`;
