@@ -212,8 +212,13 @@ def test_gif_frames_look_like_the_figure_redrawn_whole(run, monkeypatch):
 
 
 def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
+    """The cache's PDFs are matplotlib's, byte for byte, on a first and a repeated cut, and
+    their fonts hold only the tables a PDF reader uses."""
+    import re
+    import zlib
     from io import BytesIO
 
+    from fontTools.ttLib import TTFont
     from matplotlib.backends import _backend_pdf_ps
 
     from stellarnet.results.saved import load_results
@@ -222,6 +227,7 @@ def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
     from stellarnet.viz.style import PDF_METADATA, style
 
     monkeypatch.setattr(_backend_pdf_ps, "get_glyphs_subset", _backend_pdf_ps.get_glyphs_subset)
+    monkeypatch.setattr(_backend_pdf_ps, "font_as_file", _backend_pdf_ps.font_as_file)
     monkeypatch.setattr(pdf_fonts, "_cache", {})
     results = load_results(run)
 
@@ -244,6 +250,56 @@ def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
         first, again = pdfs(), pdfs()
     assert first == without and again == without
     assert pdf_fonts._cache, "the cuts were kept"
+    streams = [
+        zlib.decompress(raw) for raw in re.findall(rb"stream\n(.*?)\nendstream", first[0], re.S)
+    ]
+    fonts = [TTFont(BytesIO(data)) for data in streams if data.startswith(b"\x00\x01\x00\x00")]
+    assert fonts and all(set(font.keys()) <= pdf_fonts.PDF_TABLES for font in fonts)
+
+
+def test_figures_with_the_mathtext_cache_are_those_without(run, monkeypatch):
+    """Labels parsed once per process: the same PNG and PDF bytes, the parses kept across
+    figures (each save makes a new renderer), and none of them in a forked child, where
+    matplotlib's FreeType fonts cannot be used."""
+    from io import BytesIO
+
+    from matplotlib.mathtext import MathTextParser
+
+    from stellarnet.results.saved import load_results
+    from stellarnet.viz import mathtext_cache
+    from stellarnet.viz.figures import plot_network
+    from stellarnet.viz.style import PDF_METADATA, PNG_METADATA, style
+
+    monkeypatch.setattr(MathTextParser, "_parse_cached", MathTextParser._parse_cached)
+    monkeypatch.setattr(mathtext_cache, "_cache", {})
+    results = load_results(run)
+
+    def saved() -> list[bytes]:
+        out = []
+        for which, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
+            buffer = BytesIO()
+            fig.savefig(buffer, format=which, metadata=metadata)
+            out.append(buffer.getvalue())
+        return out
+
+    with style():
+        fig = plot_network(results)  # every parameter's name in mathtext
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
+        without = saved()
+        assert mathtext_cache.install() and mathtext_cache.install()
+        first = saved()
+        parses = len(mathtext_cache._cache)
+        again = saved()
+    assert first == without and again == without
+    assert parses > 10 and len(mathtext_cache._cache) == parses, "the second save parsed none"
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child reports through the pipe)
+        os.write(write, str(len(mathtext_cache._cache)).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 16) == b"0"
 
 
 def test_landscape_grid_losses_are_the_one_network_losses(run):

@@ -101,11 +101,15 @@ def refresh_report(folder: Path, options: FigureOptions) -> None:
 
 def _load_drawing_code(options: FigureOptions) -> None:
     """Import what every folder's drawing needs (matplotlib, its Agg and PDF backends, the
-    figure modules, the explorer's Bokeh), once, in the parent process."""
+    figure modules, the explorer's Bokeh) and install the drawing caches, once, in the parent
+    process."""
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.backends.backend_pdf  # noqa: F401
 
     import stellarnet.viz.figures  # noqa: F401
+    from stellarnet.viz.style import install_caches
+
+    install_caches()
 
     if options.explorer:
         import stellarnet.viz.explorer  # noqa: F401

@@ -47,7 +47,6 @@ from pathlib import Path
 
 from stellarnet.errors import ConfigError
 from stellarnet.results.saved import SavedResults, load_results
-from stellarnet.viz import pdf_fonts
 from stellarnet.viz.divergence import drawn_rates
 from stellarnet.viz.freshness import FigureOptions, drawn_files, input_stats, record_drawing
 from stellarnet.viz.galaxy import (
@@ -68,7 +67,7 @@ from stellarnet.viz.prediction import (
     residuals_figure,
 )
 from stellarnet.viz.report import write_report
-from stellarnet.viz.style import save_figure, style
+from stellarnet.viz.style import install_caches, save_figure, style
 from stellarnet.viz.tables import write_tables
 from stellarnet.viz.training import (
     KINDS,
@@ -164,7 +163,7 @@ def regenerate(
         explorer=explorer,
     )
     inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
-    pdf_fonts.install()  # a font cut once serves every PDF of the process (same bytes)
+    install_caches()  # before the first figure (the GIF's frames are drawn, not saved)
     results = load_results(folder, catalog)
     results.check_epoch(epoch)
     if grid < 3:
