@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=positive_int,
         metavar="N",
-        help="folders drawn at once, each in its own process (default: one per core)",
+        help="processes drawing at once (default: one per core)",
     )
     figures.set_defaults(handler=cmd_figures)
 

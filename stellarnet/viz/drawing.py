@@ -1,11 +1,14 @@
 """Drawing the figures of many results folders: only the stale ones, on every core.
 
-``stellarnet figures`` calls :func:`draw_folders`. Each folder is drawn whole by
-:func:`stellarnet.viz.figures.regenerate` (one folder's files are all or nothing), unless
-:mod:`stellarnet.viz.freshness` shows its figures up to date. Folders are independent, so
-they are drawn in worker processes forked from this one, which has imported matplotlib and
-the drawing code already: no worker imports anything again. A sweep's report shows its runs'
-figures, so it is written again once they are drawn.
+``stellarnet figures`` calls :func:`draw_folders`. Each folder is drawn all or nothing (by
+:func:`stellarnet.viz.figures.regenerate`, or here in its parts), unless
+:mod:`stellarnet.viz.freshness` shows its figures up to date. On several cores, each folder
+is checked and staged here, its two parts (:data:`~stellarnet.viz.figures.PARTS`: the
+figures, and the pages) are drawn into its staging folder by worker processes forked from
+this one, which has imported matplotlib and the drawing code already, and it is committed
+here once both are drawn: the parts of four folders keep two cores busy to the end, where
+whole folders left one idle. Folders inside others (a sweep's runs) are committed first, so
+that a sweep's report shows their figures.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stellarnet.errors import StellarnetError
 from stellarnet.viz.freshness import FigureOptions, fresh_files
+
+if TYPE_CHECKING:
+    from stellarnet.viz.figures import StagedFolder
 
 
 @dataclass
@@ -61,42 +68,74 @@ def draw_folders(
     folders: Sequence[Path], options: FigureOptions, force: bool = False, jobs: int | None = None
 ) -> Iterator[Outcome]:
     """Draw every stale folder of ``folders`` (all with ``force``) in up to ``jobs`` processes
-    (default: one per core); yield an :class:`Outcome` per folder, in the order given.
-
-    Folders that hold others (sweeps) start first; their reports are written again once the
-    folders inside them are drawn (:func:`refresh_report`)."""
+    (default: one per core); yield an :class:`Outcome` per folder, in the order given."""
     folders = [Path(folder) for folder in folders]
     jobs = default_jobs() if jobs is None else jobs
     stale = [folder for folder in folders if force or fresh_files(folder, options) is None]
-    if jobs <= 1 or len(stale) <= 1:
+    if jobs <= 1 or not stale:
         for folder in folders:
             yield draw_folder(folder, options, force)
         return
+    _load_drawing_code(options)  # before forking, so that workers inherit it
+    outcomes = _draw_in_parts(stale, options, jobs)
+    for folder in folders:
+        yield outcomes.get(folder) or Outcome(folder, fresh=fresh_files(folder, options))
+
+
+def _draw_in_parts(stale: list[Path], options: FigureOptions, jobs: int) -> dict[Path, Outcome]:
+    """Stage each folder, draw the parts of all of them in ``jobs`` forked processes, and
+    commit each folder whose parts were all drawn, inner folders first."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    _load_drawing_code(options)  # before forking, so that workers inherit it
-    inside = inner_folders(folders)
-    # Outer folders first: a sweep, the most work, starts at once beside its runs instead of
-    # alone after them; its report, which shows their figures, is written again after them.
-    order = sorted(folders, key=lambda folder: -len(inside[folder]))
+    from stellarnet.viz.figures import PARTS, commit, discard, stage
+
+    outcomes, staged = {}, {}
+    for folder in stale:
+        try:
+            staged[folder] = stage(folder, options)
+        except StellarnetError as err:
+            outcomes[folder] = Outcome(folder, error=str(err))
+    inside = inner_folders(list(staged))
+    # The figures before the pages, and a folder's before a sweep's: the longest first.
+    tasks = sorted(
+        ((folder, part) for folder in staged for part in PARTS),
+        key=lambda task: (PARTS.index(task[1]), bool(inside[task[0]])),
+    )
+    drawn: dict[Path, list[str]] = {folder: [] for folder in staged}
+    errors: dict[Path, str] = {}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(jobs, len(stale)), mp_context=context) as pool:
-        futures = {folder: pool.submit(draw_folder, folder, options, force) for folder in order}
-        outcomes = {folder: future.result() for folder, future in futures.items()}
-    for folder in folders:
-        if outcomes[folder].written and any(outcomes[inner].written for inner in inside[folder]):
-            refresh_report(folder, options)
-        yield outcomes[folder]
+    try:
+        with ProcessPoolExecutor(max(1, min(jobs, len(tasks))), mp_context=context) as pool:
+            futures = [
+                (folder, pool.submit(_draw_part, staged[folder], part)) for folder, part in tasks
+            ]
+            for folder, future in futures:
+                names = future.result()
+                if isinstance(names, str):
+                    errors.setdefault(folder, names)
+                else:
+                    drawn[folder] += names
+        for folder in sorted(staged, key=lambda folder: -len(folder.parts)):  # inner first
+            if folder in errors:
+                outcomes[folder] = Outcome(folder, error=errors[folder])
+            else:
+                outcomes[folder] = Outcome(folder, written=commit(staged[folder], drawn[folder]))
+    finally:
+        for one in staged.values():
+            discard(one)
+    return outcomes
 
 
-def refresh_report(folder: Path, options: FigureOptions) -> None:
-    """Write a folder's report again, now that the folders inside it (a sweep's runs) are
-    drawn: the same report as drawing it after them."""
-    from stellarnet.results.saved import load_results
-    from stellarnet.viz.report import write_report
+def _draw_part(staged: StagedFolder, part: str) -> list[str] | str:
+    """:func:`~stellarnet.viz.figures.draw_part` in a worker: the names drawn, or the error's
+    message (the message, not the exception: it crosses processes)."""
+    from stellarnet.viz.figures import draw_part
 
-    write_report(load_results(folder, options.catalog), digits=options.digits)
+    try:
+        return draw_part(staged, part)
+    except StellarnetError as err:
+        return str(err)
 
 
 def _load_drawing_code(options: FigureOptions) -> None:

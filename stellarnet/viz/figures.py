@@ -43,6 +43,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from stellarnet.errors import ConfigError
@@ -95,6 +96,24 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+PARTS = ("figures", "pages")
+"""A folder's drawing in two parts, which :mod:`stellarnet.viz.drawing` may draw in two
+processes at once: its figures and tables; and its pages, the landscape (and the explorer,
+which shows it) and the animated network."""
+
+
+@dataclass(frozen=True)
+class StagedFolder:
+    """A folder being drawn (:func:`stage`): checked, with a hidden staging folder inside it
+    that its parts are drawn into (:func:`draw_part`) and that :func:`commit` moves in."""
+
+    folder: Path
+    staging: Path
+    options: FigureOptions
+    inputs: dict[str, list[int]]
+    """:func:`~stellarnet.viz.freshness.input_stats` before reading the folder."""
 
 
 def regenerate(
@@ -162,70 +181,114 @@ def regenerate(
         gif=gif,
         explorer=explorer,
     )
+    staged = stage(folder, options)
+    try:
+        return commit(staged, [name for part in PARTS for name in draw_part(staged, part)])
+    finally:
+        discard(staged)
+
+
+def stage(folder: str | Path, options: FigureOptions) -> StagedFolder:
+    """Check the folder completely (as :func:`regenerate` says) and make its staging folder.
+
+    Raises
+    ------
+    StellarnetError
+        As :func:`regenerate`.
+    """
     inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
-    install_caches()  # before the first figure (the GIF's frames are drawn, not saved)
-    results = load_results(folder, catalog)
-    results.check_epoch(epoch)
-    if grid < 3:
-        raise ConfigError(f"the landscape grid needs at least 3 points per side, got {grid}")
+    results = load_results(folder, options.catalog)
+    results.check_epoch(options.epoch)
+    if options.grid < 3:
+        raise ConfigError(
+            f"the landscape grid needs at least 3 points per side, got {options.grid}"
+        )
     results.dataset()  # the catalog and the rebuilt dataset: fail before drawing anything
     staging = Path(tempfile.mkdtemp(prefix=".figures-", dir=results.folder))
-    try:
-        with style():
-            log_axis = True if log_scale else None  # None: log when the loss spans decades
-            written = [save_figure(plot_loss(results, log_axis), staging, "loss")]
+    return StagedFolder(results.folder, staging, options, inputs)
+
+
+def draw_part(staged: StagedFolder, part: str) -> list[str]:
+    """Draw one of :data:`PARTS` of a staged folder into its staging folder; return the names
+    of the files written (a PNG's PDF not listed)."""
+    install_caches()  # before the first figure (the GIF's frames are drawn, not saved)
+    options, out = staged.options, staged.staging
+    results = load_results(staged.folder, options.catalog)
+    log_axis = True if options.log_scale else None  # None: log when the loss spans decades
+    with style():
+        if part == "figures":
+            written = [save_figure(plot_loss(results, log_axis), out, "loss")]
             if not results.is_sweep:
-                written += _run_figures(results, staging, epoch, stride, log_axis, gif)
-                written += write_tables(results, digits=digits, folder=staging)
-            written += _prediction_figures(results, staging, epoch)
-            landscape = None
-            if drawn_rates(results):
-                landscape = compute_landscape(results, grid=grid)
-                written.append(
-                    save_figure(plot_landscape(results, landscape), staging, "landscape")
-                )
-        written += write_report(results, digits=digits, folder=staging)
-        if explorer:  # the landscape just computed, not a second one
-            from stellarnet.viz.explorer import write_explorer
-
-            written.append(write_explorer(results, grid, folder=staging, landscape=landscape))
-        names = [name for path in written for name in _with_pdf(path)]
-        for name in names:
-            os.replace(staging / name, results.folder / name)
-        for name in set(drawn_files(results.folder)) - set(names):  # e.g. a GIF, --no-gif
-            (results.folder / name).unlink(missing_ok=True)  # drawn before, now out of date
-        record_drawing(results.folder, options, names, inputs)
-        return [results.folder / path.name for path in written]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                written += _run_figures(results, out, options.epoch)
+                written += write_tables(results, digits=options.digits, folder=out)
+            written += _prediction_figures(results, out, options.epoch)
+        else:
+            written = _pages(results, out, options, log_axis)
+    return [path.name for path in written]
 
 
-def _with_pdf(path: Path) -> list[str]:
+def commit(staged: StagedFolder, names: list[str]) -> list[Path]:
+    """Write the report of the staged files (its figures) and move them all into the folder;
+    remove the files of an older drawing not drawn now; write ``figures.json``. Returns the
+    files, as :func:`regenerate`."""
+    results = load_results(staged.folder, staged.options.catalog)
+    report = write_report(results, digits=staged.options.digits, folder=staged.staging)
+    names = [*names, *(path.name for path in report)]
+    moved = [name for listed in names for name in _with_pdf(listed)]
+    for name in moved:
+        os.replace(staged.staging / name, staged.folder / name)
+    for name in set(drawn_files(staged.folder)) - set(moved):  # e.g. a GIF, --no-gif
+        (staged.folder / name).unlink(missing_ok=True)  # drawn before, now out of date
+    record_drawing(staged.folder, staged.options, moved, staged.inputs)
+    return [staged.folder / name for name in names]
+
+
+def discard(staged: StagedFolder) -> None:
+    """Remove the staging folder (and whatever was drawn into it and not moved in)."""
+    shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def _with_pdf(name: str) -> list[str]:
     """A written file's name, and its PDF's for a figure's PNG."""
-    return [path.name, path.with_suffix(".pdf").name] if path.suffix == ".png" else [path.name]
+    return [name, name[:-4] + ".pdf"] if name.endswith(".png") else [name]
 
 
-def _run_figures(
-    results: SavedResults,
-    out: Path,
-    epoch: int | None,
-    stride: int | None,
-    log_axis: bool | None,
-    gif: bool,
-) -> list[Path]:
-    """The figures of one run's own training: trajectories and the network (still, and
-    animated if ``gif``, its loss panel on a log axis if ``log_axis``, or by the automatic
-    rule if None); for a run without a finite row, only the trajectories (empty, with the
-    note)."""
+def _run_figures(results: SavedResults, out: Path, epoch: int | None) -> list[Path]:
+    """The figures of one run's own training: trajectories and the network; for a run
+    without a finite row, only the trajectories (empty, with the note)."""
     lr = results.learning_rates[0]
     written = [save_figure(plot_trajectories(results, lr, which), out, which) for which in KINDS]
-    if results.weights_epoch(lr) is None:
+    if not _has_weights(results):
         log.warning("%s: %s has no finite row; no network diagram", results.folder, lr)
         return written
     written.append(save_figure(plot_network(results, epoch=epoch), out, "network"))
-    if gif:
-        written.append(network_animation(results, stride=stride, log_scale=log_axis, folder=out))
     return written
+
+
+def _pages(
+    results: SavedResults, out: Path, options: FigureOptions, log_axis: bool | None
+) -> list[Path]:
+    """The landscape (and the explorer, which shows it, if asked) and, for a run with a
+    finite row, the animated network if asked (its loss panel as ``log_axis`` says)."""
+    written = []
+    landscape = None
+    if drawn_rates(results):
+        landscape = compute_landscape(results, grid=options.grid)
+        written.append(save_figure(plot_landscape(results, landscape), out, "landscape"))
+    if options.gif and not results.is_sweep and _has_weights(results):
+        written.append(
+            network_animation(results, stride=options.stride, log_scale=log_axis, folder=out)
+        )
+    if options.explorer:  # the landscape just computed, not a second one
+        from stellarnet.viz.explorer import write_explorer
+
+        written.append(write_explorer(results, options.grid, folder=out, landscape=landscape))
+    return written
+
+
+def _has_weights(results: SavedResults) -> bool:
+    """Whether a run has a finite row (weights to draw the network with)."""
+    return results.weights_epoch(results.learning_rates[0]) is not None
 
 
 def _prediction_figures(results: SavedResults, out: Path, epoch: int | None) -> list[Path]:
