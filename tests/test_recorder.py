@@ -660,6 +660,31 @@ def test_wide_stacked_members_equal_separate_runs_bit_for_bit(
         pd.testing.assert_frame_equal(mine, alone, check_exact=True)
 
 
+def test_a_large_group_spreads_by_concatenation_with_each_members_own_numbers(hr_data):
+    """More than SPREAD_BY_MATMUL members in one group: dz is spread by concatenation (no
+    matmul over the group, no NaN to leak): every member equals its run alone bit for bit,
+    beside a member that diverges."""
+    from stellarnet.train.backprop import SPREAD_BY_MATMUL
+    from stellarnet.train.stacked import train_stacked
+
+    count = SPREAD_BY_MATMUL + 3
+    rates = [0.01 * (1 + k % 4) for k in range(count)]
+    rates[4] = 1e3  # diverges
+    members = [model_layers(build_model(HR_NET, seed)) for seed in range(count)]
+    _, history = train_stacked(
+        members, hr_data.x, hr_data.y, rates, epochs=20, optimizer="sgd", groups=1,
+        stop_on_divergence=False,
+    )  # fmt: skip
+    assert not np.isfinite(history[history["member"] == 4]["loss"].iloc[-1])
+    for member in (0, 3, count - 1):
+        alone = train(
+            build_model(HR_NET, member), hr_data.x, hr_data.y,
+            learning_rate=rates[member], epochs=20, optimizer="sgd",
+        )  # fmt: skip
+        mine = history[history["member"] == member].drop(columns="member")
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone, check_exact=True)
+
+
 @pytest.mark.parametrize("hidden", [(6,), (4, 3)])
 @pytest.mark.parametrize(
     "record", [("kernels",), ("biases", "gradients", "activations"), ("gradients",)]
@@ -720,12 +745,12 @@ def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
     from stellarnet.train.grouping import GROUP_BYTES, default_groups
 
     hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog
-    expected = {1: 1, 2: 2, 3: 2, 8: 2, 18: 2, 19: 4, 32: 4, 48: 6}
+    expected = {1: 1, 2: 2, 3: 2, 8: 2, 96: 2, 97: 4, 192: 4, 193: 6, 512: 12}
     assert {k: default_groups(k, hr, 2) for k in expected} == expected
-    assert default_groups(32, hr, 1) == 4  # one core: as few groups as the bound allows
-    assert default_groups(32, 100, 2) == 2  # small layers: one group per core
+    assert default_groups(96, hr, 1) == 2  # one core: as few groups as the bound allows
+    assert default_groups(96, 100, 2) == 2  # small layers: one group per core
     assert default_groups(3, GROUP_BYTES, 2) == 3  # never more groups than members
-    for k in range(1, 80):
+    for k in range(1, 300):
         count = default_groups(k, hr, 2)
         assert 1 <= count <= k
         assert count <= 2 or -(-k // count) * hr * 4 <= GROUP_BYTES

@@ -40,7 +40,7 @@ SHORT_RUN_EPOCHS = 100
 """Parts of at most this many epochs train in larger groups (:func:`part_groups`)."""
 SHORT_GROUP_MEMBERS = 64
 """Members per group of a short run's part: the fastest on the HR net (2 cores; larger
-groups pay for ``spread``'s block matmul, quadratic in the group's size)."""
+groups outgrow the caches)."""
 _DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 

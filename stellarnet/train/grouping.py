@@ -18,11 +18,12 @@ import numpy as np
 
 from stellarnet.checks import check_int
 
-GROUP_BYTES = 512 * 1024
-"""Largest hidden-layer array (``[n, width * k]`` float32) of a group by default, a quarter of
-a core's 2 MiB L2 cache: a group's epoch works through about four arrays of that size at once.
-For the HR net on the 2242-row catalog that is 9 members. (``benchmarks/`` measures the
-choice.)"""
+GROUP_BYTES = 5 * 2**19
+"""Largest hidden-layer array (``[n, width * k]`` float32) of a group by default: 2.5 MiB,
+measured fastest (``benchmarks/bench_study.py``; 2-core AMD EPYC, 1 MiB of L2 cache a core).
+For the HR net on the 2242-row catalog that is 48 members: larger groups spend fewer ops per
+member, until their arrays outgrow the caches (86 members a group cost 20% more per
+member-epoch than 43, and 9 members 40% more)."""
 
 WIDE_MAX_UNITS = 7
 """Keras' matmul sums up to this many hidden units one after the other, as the wide

@@ -70,8 +70,7 @@ class StackedRecorder:
         Number of independent sub-graphs the members are split into (contiguous, sizes
         differing by at most one). Default:
         :func:`~stellarnet.train.grouping.default_groups` (for the HR net on 2 cores: 2
-        groups up to 18 members, 4 up to 36, 6 up to 54). The numbers do not depend
-        on it.
+        groups up to 96 members, 4 up to 192). The numbers do not depend on it.
     row_orders : ndarray, shape (K, n), optional
         Member k trains on ``x[row_orders[k]]``, ``y[row_orders[k]]`` (its own order of the
         rows, e.g. its seed's shuffle): its numbers are then those of a run alone on that
