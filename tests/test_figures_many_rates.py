@@ -172,6 +172,15 @@ def test_hr_of_many_rates_greys_the_stars_and_names_the_clipped_curves(eight):
     assert "Curves clipped at the axes:" in fig.get_supxlabel().replace("\n", " ")
 
 
+def test_the_explorers_hr_panel_greys_the_stars_beside_a_rate_colour_bar(eight):
+    from stellarnet.viz.explorer import explorer_content
+
+    two = dataclasses.replace(eight, histories={lr: eight.histories[lr] for lr in (0.1, 0.3)})
+    assert explorer_content(two, grid=3).panel.points_color is not None  # BP-RP, a legend
+    panel = explorer_content(eight, grid=3).panel
+    assert panel.points_color is None and panel.color_label == ""
+
+
 # --- the landscape ----------------------------------------------------------------------------
 
 

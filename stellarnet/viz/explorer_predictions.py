@@ -28,7 +28,7 @@ from stellarnet.schema import column_name
 from stellarnet.viz.explorer_frames import Frames, RateTrack
 from stellarnet.viz.landscape import Landscape
 from stellarnet.viz.prediction import COLOR_COLUMN, has_one_input_and_output, is_hr_relation
-from stellarnet.viz.style import LOSS_LABELS
+from stellarnet.viz.style import LOSS_LABELS, uses_colorbar
 
 GRID_POINTS = 100
 """Inputs along a one-input net's prediction curve."""
@@ -130,7 +130,8 @@ def curve_panel(results: SavedResults, tracks: list[RateTrack]) -> DataPanel:
     y_points, y_log = _log_column(stars, target)
     shown = _evenly(len(stars), MAX_POINTS)
     colour = None
-    if COLOR_COLUMN in stars.columns:
+    # As the HR figure: grey stars beside a rate colour bar (one colour scale on the diagram).
+    if COLOR_COLUMN in stars.columns and not uses_colorbar(results.learning_rates):
         colour = stars[COLOR_COLUMN].to_numpy(dtype=float)[shown]
     span = dataset.x[:, 0].astype(float)
     grid = np.linspace(span.min(), span.max(), GRID_POINTS)
