@@ -211,11 +211,24 @@ def test_gif_frames_look_like_the_figure_redrawn_whole(run, monkeypatch):
         assert np.abs(ours - theirs).max() <= 2
 
 
-def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
-    """The cache's PDFs are matplotlib's, byte for byte, on a first and a repeated cut, and
-    their fonts hold only the tables a PDF reader uses."""
+def _pdf_streams(pdf: bytes) -> tuple[list[bytes], list[bytes]]:
+    """A PDF's streams, inflated: its embedded TrueType font programs, and the others."""
     import re
     import zlib
+
+    fonts, others = [], []
+    for raw in re.findall(rb"stream\n(.*?)\nendstream", pdf, flags=re.DOTALL):
+        data = zlib.decompress(raw)
+        (fonts if data.startswith(b"\x00\x01\x00\x00") else others).append(data)
+    return fonts, others
+
+
+def test_pdfs_with_the_font_cache_differ_from_matplotlibs_only_in_unused_font_tables(
+    run, monkeypatch
+):
+    """Against matplotlib's own cut (the cache uninstalled): every stream but the font
+    programs byte for byte the same, each embedded glyph's outline and advance the same, only
+    the tables a PDF reader uses kept; a repeated (cached) cut gives the bytes of a new one."""
     from io import BytesIO
 
     from fontTools.ttLib import TTFont
@@ -226,9 +239,10 @@ def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
     from stellarnet.viz.figures import plot_network, plot_trajectories
     from stellarnet.viz.style import PDF_METADATA, style
 
-    monkeypatch.setattr(_backend_pdf_ps, "get_glyphs_subset", _backend_pdf_ps.get_glyphs_subset)
-    monkeypatch.setattr(_backend_pdf_ps, "font_as_file", _backend_pdf_ps.font_as_file)
+    for name in ("get_glyphs_subset", "font_as_file"):  # as they were, after the test
+        monkeypatch.setattr(_backend_pdf_ps, name, getattr(_backend_pdf_ps, name))
     monkeypatch.setattr(pdf_fonts, "_cache", {})
+    monkeypatch.setattr(pdf_fonts, "_replaced", dict(pdf_fonts._replaced))
     results = load_results(run)
 
     def pdfs() -> list[bytes]:
@@ -243,26 +257,36 @@ def test_pdfs_with_the_font_cache_are_those_without(run, monkeypatch):
         figures = [plot_trajectories(results, 0.3, "parameters"), plot_network(results)]
         for fig in figures:
             fig.draw_without_rendering()  # lay out once: later saves draw the same
-            fig.set_layout_engine("none")
-        without = pdfs()
+            fig.set_layout_engine(None)
+        pdf_fonts.uninstall()
+        assert not getattr(_backend_pdf_ps.get_glyphs_subset, "stellarnet_cache", False)
+        matplotlibs = pdfs()
         assert pdf_fonts.install() and pdf_fonts.install()
-        assert _backend_pdf_ps.get_glyphs_subset.stellarnet_cache
         first, again = pdfs(), pdfs()
-    assert first == without and again == without
-    assert pdf_fonts._cache, "the cuts were kept"
-    streams = [
-        zlib.decompress(raw) for raw in re.findall(rb"stream\n(.*?)\nendstream", first[0], re.S)
-    ]
-    fonts = [TTFont(BytesIO(data)) for data in streams if data.startswith(b"\x00\x01\x00\x00")]
-    assert fonts and all(set(font.keys()) <= pdf_fonts.PDF_TABLES for font in fonts)
+    assert first == again and pdf_fonts._cache
+    for ours, theirs in zip(first, matplotlibs, strict=True):
+        our_fonts, our_streams = _pdf_streams(ours)
+        their_fonts, their_streams = _pdf_streams(theirs)
+        assert our_streams == their_streams  # pages, glyph maps, widths, ToUnicode
+        assert len(ours) < len(theirs) and len(our_fonts) == len(their_fonts) >= 1
+        for mine, its in zip(our_fonts, their_fonts, strict=True):
+            font, reference = TTFont(BytesIO(mine)), TTFont(BytesIO(its))
+            assert set(font.keys()) == set(reference.keys()) & pdf_fonts.PDF_TABLES
+            for glyph in font.getGlyphOrder():
+                assert font["hmtx"][glyph] == reference["hmtx"][glyph]
+                ours_glyph = font["glyf"][glyph].compile(font["glyf"])
+                assert ours_glyph == reference["glyf"][glyph].compile(reference["glyf"])
+    assert any("GSUB" in TTFont(BytesIO(f)) for f in _pdf_streams(matplotlibs[0])[0])
 
 
 def test_figures_with_the_mathtext_cache_are_those_without(run, monkeypatch):
-    """Labels parsed once per process: the same PNG and PDF bytes, the parses kept across
-    figures (each save makes a new renderer), and none of them in a forked child, where
-    matplotlib's FreeType fonts cannot be used."""
+    """Labels parsed once per process: the same PNG and PDF bytes as matplotlib's own parse,
+    also under other mathtext rcParams; the parses kept across figures (each save makes a
+    new renderer), and none of them in a forked child, where matplotlib's FreeType fonts
+    cannot be used."""
     from io import BytesIO
 
+    import matplotlib as mpl
     from matplotlib.mathtext import MathTextParser
 
     from stellarnet.results.saved import load_results
@@ -272,34 +296,78 @@ def test_figures_with_the_mathtext_cache_are_those_without(run, monkeypatch):
 
     monkeypatch.setattr(MathTextParser, "_parse_cached", MathTextParser._parse_cached)
     monkeypatch.setattr(mathtext_cache, "_cache", {})
+    monkeypatch.setattr(mathtext_cache, "_replaced", list(mathtext_cache._replaced))
     results = load_results(run)
 
-    def saved() -> list[bytes]:
+    def saved(default: str = "it") -> list[bytes]:
         out = []
-        for which, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
-            buffer = BytesIO()
-            fig.savefig(buffer, format=which, metadata=metadata)
-            out.append(buffer.getvalue())
+        with mpl.rc_context({"mathtext.default": default}):
+            for which, metadata in (("png", PNG_METADATA), ("pdf", PDF_METADATA)):
+                buffer = BytesIO()
+                fig.savefig(buffer, format=which, metadata=metadata)
+                out.append(buffer.getvalue())
         return out
 
     with style():
         fig = plot_network(results)  # every parameter's name in mathtext
         fig.draw_without_rendering()
-        fig.set_layout_engine("none")
-        without = saved()
+        fig.set_layout_engine(None)
+        mathtext_cache.uninstall()
+        assert not getattr(MathTextParser._parse_cached, "stellarnet_cache", False)
+        matplotlibs, upright = saved(), saved("regular")
         assert mathtext_cache.install() and mathtext_cache.install()
         first = saved()
         parses = len(mathtext_cache._cache)
         again = saved()
-    assert first == without and again == without
-    assert parses > 10 and len(mathtext_cache._cache) == parses, "the second save parsed none"
+        assert parses > 10 and len(mathtext_cache._cache) == parses, "again: none parsed"
+        upright_again = saved("regular")
+    assert first == matplotlibs and again == matplotlibs and upright_again == upright
+    assert upright != matplotlibs, "the rcParam changes the drawing: a cache ignoring it fails"
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover (the child reports through the pipe)
         os.write(write, str(len(mathtext_cache._cache)).encode())
         os._exit(0)
+    os.close(write)
     os.waitpid(child, 0)
-    assert os.read(read, 16) == b"0"
+    with os.fdopen(read, "rb") as pipe:
+        assert pipe.read() == b"0"
+
+
+@pytest.mark.parametrize("failure", ["problem", "bug"])
+def test_a_part_failing_in_a_worker_leaves_its_folder_as_it_was_and_the_others_drawn(
+    trained, tmp_path, monkeypatch, failure
+):
+    """Two folders drawn by two processes; one's figures part fails in its worker: that
+    folder keeps its files (its staging folder removed), the other is drawn; a problem
+    (StellarnetError) is that folder's outcome, a bug is raised once the other is drawn."""
+    from stellarnet.errors import StellarnetError
+    from stellarnet.viz import drawing, figures
+    from stellarnet.viz.freshness import MANIFEST, FigureOptions
+
+    good, bad = tmp_path / "lr=0.3", tmp_path / "lr=0.3,seed=7"
+    shutil.copytree(trained / "lr=0.3", good)
+    shutil.copytree(trained / "lr=0.3", bad)
+    before = _digests(bad)
+    plot_hr = figures.plot_hr
+
+    def failing(results, *args, **kwargs):  # the workers, forked after this, inherit it
+        if results.folder == bad:
+            raise StellarnetError("no HR today") if failure == "problem" else RuntimeError("oops")
+        return plot_hr(results, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "plot_hr", failing)
+    draw = lambda: list(drawing.draw_folders([good, bad], FigureOptions(grid=5), jobs=2))  # noqa: E731
+    if failure == "problem":
+        outcomes = {outcome.folder: outcome for outcome in draw()}
+        assert outcomes[bad].error == "no HR today" and not outcomes[bad].written
+        assert outcomes[good].error is None and outcomes[good].written
+    else:
+        with pytest.raises(RuntimeError, match="oops"):
+            draw()
+    assert (good / MANIFEST).is_file() and (good / "hr.png").is_file()
+    assert _digests(bad) == before
+    assert not list(tmp_path.rglob(".figures-*")), "no staging folder left behind"
 
 
 def test_landscape_grid_losses_are_the_one_network_losses(run):

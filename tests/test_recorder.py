@@ -741,7 +741,7 @@ def test_stacked_eager_and_graph_engines_agree_over_uneven_groups(hr_data):
     np.testing.assert_array_equal(eager_theta, graph_theta)
 
 
-def test_default_groups_keep_each_groups_hidden_layer_within_the_cache_bound():
+def test_default_groups_keep_each_groups_hidden_layer_within_group_bytes():
     from stellarnet.train.grouping import GROUP_BYTES, default_groups
 
     hr = 2242 * 6  # hidden values of one HR-net member on the shipped catalog

@@ -7,7 +7,9 @@ Each figure has a ``plot_*`` function that draws it from a
 :class:`~matplotlib.figure.Figure` (no files, handy in a notebook or a test), and a
 ``*_figure`` function that takes a results folder (or the ``SavedResults``) and writes
 ``<name>.png`` and ``<name>.pdf`` into it. :func:`regenerate` writes every figure, table and
-the report of one folder; ``stellarnet figures`` calls it for each run and sweep it finds.
+the report of one folder; ``stellarnet figures`` does the same for each run and sweep it
+finds, in two parts per folder drawn side by side (:func:`stage`, :func:`draw_part`,
+:func:`commit`; :mod:`stellarnet.viz.drawing`).
 This module is the one place to import them from; they are drawn in
 
 * :mod:`stellarnet.viz.training`: ``loss``, ``parameters``, ``gradients``;
@@ -211,6 +213,8 @@ def stage(folder: str | Path, options: FigureOptions) -> StagedFolder:
 def draw_part(staged: StagedFolder, part: str) -> list[str]:
     """Draw one of :data:`PARTS` of a staged folder into its staging folder; return the names
     of the files written (a PNG's PDF not listed)."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     install_caches()  # before the first figure (the GIF's frames are drawn, not saved)
     options, out = staged.options, staged.staging
     results = load_results(staged.folder, options.catalog)

@@ -3,18 +3,19 @@
 matplotlib caches a parsed expression per renderer, and every ``savefig`` makes a new
 renderer, each holding at most 50 parses, so the same labels (axis units, each parameter's
 name, log ticks) were parsed again for every figure, every format and every layout pass:
-about a fifth of the CPU time of ``stellarnet figures``. This cache keeps each parse by what
-determines it (output type, text, dpi, font, antialiasing, hinting), so a label is parsed
-once per process and thread. The figures are byte for byte those matplotlib draws without it
-(tested).
+about a fifth of the CPU time of ``stellarnet figures``. This cache keeps each parse by all
+that determines it (output type, text, dpi, font, antialiasing, hinting and the
+``mathtext.*`` rcParams), so a label is parsed once per process and thread. The figures are
+byte for byte those matplotlib draws without it (tested).
 
 A parse holds matplotlib's FreeType fonts, which cannot be used across ``fork()`` nor by two
 threads at once: like matplotlib's own font cache, the cache is emptied in a forked child
 and keyed by thread.
 
 matplotlib offers no hook for this: :func:`install` wraps its private
-``MathTextParser._parse_cached`` if that has the form this was written against (matplotlib
-3.11), and otherwise does nothing (labels are then parsed as before).
+``MathTextParser._parse_cached``, for the whole process, if that has the form this was
+written against (matplotlib 3.11), and otherwise does nothing (labels are then parsed as
+before); :func:`uninstall` puts it back.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ MAX_PARSES = 4096
 """Parses kept (each some kB: a label's glyphs, or its small bitmap)."""
 
 _cache: dict[tuple, Any] = {}
+_replaced: list[Callable] = []
+"""matplotlib's own ``_parse_cached`` while the cache is installed."""
+_forgets_at_fork: list[bool] = []
 
 
 def install() -> bool:
@@ -42,10 +46,20 @@ def install() -> bool:
     original = getattr(current, "__wrapped__", None)  # under matplotlib's lru_cache
     if not _as_expected(original):
         return False
+    _replaced[:] = [current]
     MathTextParser._parse_cached = _cached(original)
-    if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    if hasattr(os, "register_at_fork") and not _forgets_at_fork:  # not on Windows
         os.register_at_fork(after_in_child=_forget)
+        _forgets_at_fork.append(True)
     return True
+
+
+def uninstall() -> None:
+    """Give matplotlib its own parse back (no-op if the cache is not installed)."""
+    from matplotlib.mathtext import MathTextParser
+
+    if _replaced:
+        MathTextParser._parse_cached = _replaced.pop()
 
 
 def _forget() -> None:
@@ -62,18 +76,26 @@ def _as_expected(function: Callable | None) -> bool:
 
 
 def _cached(original: Callable) -> Callable:
+    """matplotlib's ``_parse_cached`` (unwrapped) through the cache."""
+    import matplotlib as mpl
+
+    settings = sorted(key for key in mpl.rcParams if key.startswith("mathtext."))
+
     def _parse_cached(
         self: Any, s: str, dpi: float, prop: Any, antialiased: bool, load_glyph_flags: Any
     ) -> Any:
-        # ``prop`` is the parser's own copy of the font, hashed by value. The parser's only
-        # state is its output type ("vector" for PDF, "raster" for Agg).
+        # ``prop`` is the parser's own copy of the font, hashed by value; the parser's only
+        # state is its output type ("vector" for PDF, "raster" for Agg); the parse also
+        # reads the mathtext rcParams (fonts, default style, fallback).
+        rc = tuple(str(mpl.rcParams[setting]) for setting in settings)
         key = (threading.get_ident(), self._output_type, s, dpi, prop, antialiased)
-        key += (load_glyph_flags,)
-        if key not in _cache:
-            _cache[key] = original(self, s, dpi, prop, antialiased, load_glyph_flags)
+        key += (load_glyph_flags, rc)
+        parsed = _cache.get(key)
+        if parsed is None:
+            parsed = _cache[key] = original(self, s, dpi, prop, antialiased, load_glyph_flags)
             if len(_cache) > MAX_PARSES:
-                _cache.pop(next(iter(_cache)))
-        return _cache[key]
+                _cache.pop(next(iter(_cache)), None)
+        return parsed
 
     _parse_cached.stellarnet_cache = True  # type: ignore[attr-defined]
     return _parse_cached

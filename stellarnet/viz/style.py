@@ -175,7 +175,9 @@ def new_figure(figsize: tuple[float, float] | None = None) -> Figure:
 def install_caches() -> None:
     """Keep matplotlib's font cuts and parsed mathtext for the whole process
     (:mod:`~stellarnet.viz.pdf_fonts`, :mod:`~stellarnet.viz.mathtext_cache`): the same
-    bytes, drawn faster. Call before drawing; forked processes inherit them."""
+    drawings, faster. This patches matplotlib for the whole process (also for figures of
+    your own in the same session), and :func:`save_figure` calls it; each module's
+    ``uninstall()`` undoes it. Forked processes inherit it."""
     from stellarnet.viz import mathtext_cache, pdf_fonts
 
     pdf_fonts.install()
