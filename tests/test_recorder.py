@@ -602,13 +602,19 @@ def test_members_train_on_past_a_diverging_one_with_their_own_numbers(hr_data):
     epoch, loss = first_divergence(history[history["member"] == 1])
     assert 0 < epoch <= 30 and not np.isfinite(loss)
     for member in (0, 2):
-        alone = train(
-            build_model(HR_NET, SEED), hr_data.x, hr_data.y,
-            learning_rate=rates[member], epochs=30, optimizer="sgd",
-        )  # fmt: skip
-        mine = history[history["member"] == member].drop(columns="member")
-        pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone, check_exact=True)
+        mine = _member_equals_its_run_alone(hr_data, history, member, SEED, rates[member], 30)
         assert first_divergence(mine) is None
+
+
+def _member_equals_its_run_alone(hr_data, history, member, seed, rate, epochs):
+    """Assert a stacked (SGD) member's rows equal its run alone bit for bit; return them."""
+    alone = train(
+        build_model(HR_NET, seed), hr_data.x, hr_data.y,
+        learning_rate=rate, epochs=epochs, optimizer="sgd",
+    )  # fmt: skip
+    mine = history[history["member"] == member].drop(columns="member")
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone, check_exact=True)
+    return mine
 
 
 @pytest.mark.parametrize(
@@ -677,12 +683,7 @@ def test_a_large_group_spreads_by_concatenation_with_each_members_own_numbers(hr
     )  # fmt: skip
     assert not np.isfinite(history[history["member"] == 4]["loss"].iloc[-1])
     for member in (0, 3, count - 1):
-        alone = train(
-            build_model(HR_NET, member), hr_data.x, hr_data.y,
-            learning_rate=rates[member], epochs=20, optimizer="sgd",
-        )  # fmt: skip
-        mine = history[history["member"] == member].drop(columns="member")
-        pd.testing.assert_frame_equal(mine.reset_index(drop=True), alone, check_exact=True)
+        _member_equals_its_run_alone(hr_data, history, member, member, rates[member], 20)
 
 
 @pytest.mark.parametrize("hidden", [(6,), (4, 3)])
