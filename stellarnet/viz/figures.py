@@ -183,9 +183,10 @@ def regenerate(
         gif=gif,
         explorer=explorer,
     )
-    staged = stage(folder, options)
+    staged, results = _stage(folder, options)
     try:
-        return commit(staged, [name for part in PARTS for name in draw_part(staged, part)])
+        names = [name for part in PARTS for name in draw_part(staged, part, results)]
+        return commit(staged, names, results)
     finally:
         discard(staged)
 
@@ -198,6 +199,11 @@ def stage(folder: str | Path, options: FigureOptions) -> StagedFolder:
     StellarnetError
         As :func:`regenerate`.
     """
+    return _stage(folder, options)[0]
+
+
+def _stage(folder: str | Path, options: FigureOptions) -> tuple[StagedFolder, SavedResults]:
+    """:func:`stage`, and the results it read."""
     inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
     results = load_results(folder, options.catalog)
     results.check_epoch(options.epoch)
@@ -207,17 +213,19 @@ def stage(folder: str | Path, options: FigureOptions) -> StagedFolder:
         )
     results.dataset()  # the catalog and the rebuilt dataset: fail before drawing anything
     staging = Path(tempfile.mkdtemp(prefix=".figures-", dir=results.folder))
-    return StagedFolder(results.folder, staging, options, inputs)
+    return StagedFolder(results.folder, staging, options, inputs), results
 
 
-def draw_part(staged: StagedFolder, part: str) -> list[str]:
+def draw_part(staged: StagedFolder, part: str, results: SavedResults | None = None) -> list[str]:
     """Draw one of :data:`PARTS` of a staged folder into its staging folder; return the names
-    of the files written (a PNG's PDF not listed)."""
+    of the files written (a PNG's PDF not listed). ``results``: the folder's, if already
+    read in this process."""
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     install_caches()  # before the first figure (the GIF's frames are drawn, not saved)
     options, out = staged.options, staged.staging
-    results = load_results(staged.folder, options.catalog)
+    if results is None:
+        results = load_results(staged.folder, options.catalog)
     log_axis = True if options.log_scale else None  # None: log when the loss spans decades
     with style():
         if part == "figures":
@@ -231,11 +239,14 @@ def draw_part(staged: StagedFolder, part: str) -> list[str]:
     return [path.name for path in written]
 
 
-def commit(staged: StagedFolder, names: list[str]) -> list[Path]:
+def commit(
+    staged: StagedFolder, names: list[str], results: SavedResults | None = None
+) -> list[Path]:
     """Write the report of the staged files (its figures) and move them all into the folder;
     remove the files of an older drawing not drawn now; write ``figures.json``. Returns the
-    files, as :func:`regenerate`."""
-    results = load_results(staged.folder, staged.options.catalog)
+    files, as :func:`regenerate`. ``results``: the folder's, if already read."""
+    if results is None:
+        results = load_results(staged.folder, staged.options.catalog)
     report = write_report(results, digits=staged.options.digits, folder=staged.staging)
     names = [*names, *(path.name for path in report)]
     moved = [name for listed in names for name in _with_pdf(listed)]
