@@ -13,6 +13,7 @@ that a sweep's report shows their figures.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from stellarnet.errors import StellarnetError
 from stellarnet.viz.freshness import FigureOptions, fresh_files
 
 if TYPE_CHECKING:
+    from stellarnet.results.saved import SavedResults
     from stellarnet.viz.figures import StagedFolder
 
 
@@ -91,14 +93,15 @@ def _draw_in_parts(stale: list[Path], options: FigureOptions, jobs: int) -> dict
 
     outcomes: dict[Path, Outcome] = {}
     staged: dict[Path, StagedFolder] = {}
+    read: dict[Path, SavedResults] = {}  # for the commit: each folder is read here once
     try:
         for folder in stale:
             try:
-                staged[folder] = stage(folder, options)
+                staged[folder], read[folder] = stage(folder, options)
             except StellarnetError as err:
                 outcomes[folder] = Outcome(folder, error=str(err))
         drawn, errors, unexpected = _draw_parts(staged, jobs)
-        outcomes |= _commit_all(staged, drawn, errors)
+        outcomes |= _commit_all(staged, read, drawn, errors)
     finally:
         for one in staged.values():
             discard(one)
@@ -149,7 +152,10 @@ def _draw_parts(
 
 
 def _commit_all(
-    staged: dict[Path, StagedFolder], drawn: dict[Path, list[str]], errors: dict[Path, str]
+    staged: dict[Path, StagedFolder],
+    read: dict[Path, SavedResults],
+    drawn: dict[Path, list[str]],
+    errors: dict[Path, str],
 ) -> dict[Path, Outcome]:
     """Commit each staged folder without an error, inner folders first (a sweep's report
     shows its runs' figures); the outcome of each."""
@@ -161,7 +167,8 @@ def _commit_all(
             outcomes[folder] = Outcome(folder, error=errors[folder])
             continue
         try:
-            outcomes[folder] = Outcome(folder, written=commit(staged[folder], drawn[folder]))
+            written = commit(staged[folder], drawn[folder], read[folder])
+            outcomes[folder] = Outcome(folder, written=written)
         except StellarnetError as err:  # e.g. damaged since it was staged
             outcomes[folder] = Outcome(folder, error=str(err))
     return outcomes
@@ -172,6 +179,9 @@ def _draw_part(staged: StagedFolder, part: str) -> tuple[list[str], str | None]:
     none and the error's message (the message, not the exception: it crosses processes)."""
     from stellarnet.viz.figures import draw_part
 
+    # The command reported the data's warnings (e.g. values clipped) when it staged the
+    # folder; reading the same data again here would repeat them.
+    logging.getLogger("stellarnet.data").setLevel(logging.ERROR)
     try:
         return draw_part(staged, part), None
     except StellarnetError as err:

@@ -183,7 +183,7 @@ def regenerate(
         gif=gif,
         explorer=explorer,
     )
-    staged, results = _stage(folder, options)
+    staged, results = stage(folder, options)
     try:
         names = [name for part in PARTS for name in draw_part(staged, part, results)]
         return commit(staged, names, results)
@@ -191,19 +191,15 @@ def regenerate(
         discard(staged)
 
 
-def stage(folder: str | Path, options: FigureOptions) -> StagedFolder:
-    """Check the folder completely (as :func:`regenerate` says) and make its staging folder.
+def stage(folder: str | Path, options: FigureOptions) -> tuple[StagedFolder, SavedResults]:
+    """Check the folder completely (as :func:`regenerate` says) and make its staging folder;
+    return it and the results read.
 
     Raises
     ------
     StellarnetError
         As :func:`regenerate`.
     """
-    return _stage(folder, options)[0]
-
-
-def _stage(folder: str | Path, options: FigureOptions) -> tuple[StagedFolder, SavedResults]:
-    """:func:`stage`, and the results it read."""
     inputs = input_stats(folder)  # before reading: an input changed meanwhile stays stale
     results = load_results(folder, options.catalog)
     results.check_epoch(options.epoch)
