@@ -370,6 +370,20 @@ def test_a_part_failing_in_a_worker_leaves_its_folder_as_it_was_and_the_others_d
     assert not list(tmp_path.rglob(".figures-*")), "no staging folder left behind"
 
 
+def test_a_worker_draws_with_one_blas_thread(monkeypatch):
+    """Each drawing process uses one BLAS thread: the other processes have the other cores."""
+    from threadpoolctl import threadpool_info
+
+    from stellarnet.viz import drawing, figures
+
+    def threads(staged, part):
+        return [str(max(pool["num_threads"] for pool in threadpool_info()))]
+
+    assert threadpool_info(), "numpy's BLAS is loaded (else there is nothing to limit)"
+    monkeypatch.setattr(figures, "draw_part", threads)
+    assert drawing._draw_part(None, "figures") == (["1"], None)
+
+
 def test_landscape_grid_losses_are_the_one_network_losses(run):
     from stellarnet.params import layers_from_row, parameter_names
     from stellarnet.results.analysis import network_loss, network_loss_batch

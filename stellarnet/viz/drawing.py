@@ -177,13 +177,16 @@ def _commit_all(
 def _draw_part(staged: StagedFolder, part: str) -> tuple[list[str], str | None]:
     """:func:`~stellarnet.viz.figures.draw_part` in a worker: the names drawn and None, or
     none and the error's message (the message, not the exception: it crosses processes)."""
+    from threadpoolctl import threadpool_limits
+
     from stellarnet.viz.figures import draw_part
 
     # The command reported the data's warnings (e.g. values clipped) when it staged the
     # folder; reading the same data again here would repeat them.
     logging.getLogger("stellarnet.data").setLevel(logging.ERROR)
     try:
-        return draw_part(staged, part), None
+        with threadpool_limits(limits=1):  # the other workers have the other cores
+            return draw_part(staged, part), None
     except StellarnetError as err:
         return [], str(err)
 
