@@ -32,7 +32,6 @@ MAX_PARSES = 4096
 _cache: dict[tuple, Any] = {}
 _replaced: list[Callable] = []
 """matplotlib's own ``_parse_cached`` while the cache is installed."""
-_forgets_at_fork: list[bool] = []
 
 
 def install() -> bool:
@@ -48,9 +47,6 @@ def install() -> bool:
         return False
     _replaced[:] = [current]
     MathTextParser._parse_cached = _cached(original)
-    if hasattr(os, "register_at_fork") and not _forgets_at_fork:  # not on Windows
-        os.register_at_fork(after_in_child=_forget)
-        _forgets_at_fork.append(True)
     return True
 
 
@@ -65,6 +61,10 @@ def uninstall() -> None:
 def _forget() -> None:
     """Empty the cache (in a forked child: its fonts belong to the parent)."""
     _cache.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget)
 
 
 def _as_expected(function: Callable | None) -> bool:
