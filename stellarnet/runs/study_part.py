@@ -119,19 +119,24 @@ def cut_members(long: pd.DataFrame) -> pd.DataFrame:
     return long[after == 0].reset_index(drop=True)
 
 
-def worker_settings() -> dict[str, str]:
-    """On a Dask worker, TensorFlow's settings for it: as many threads between ops as the
-    worker has threads (one, as the README starts them), since the machine's other cores
-    run other workers. Elsewhere none."""
+def worker_threads() -> int | None:
+    """On a Dask worker, its number of threads (one, as the README starts them: the
+    machine's other cores run other workers); elsewhere None."""
     if "distributed" not in sys.modules:  # not imported: not a Dask worker
-        return {}
+        return None
     from distributed import get_worker
 
     try:
-        threads = get_worker().state.nthreads
+        return get_worker().state.nthreads
     except ValueError:  # not on a worker
-        return {}
-    return {"TF_NUM_INTEROP_THREADS": str(threads)}
+        return None
+
+
+def worker_settings() -> dict[str, str]:
+    """On a Dask worker, TensorFlow's settings for it: as many threads between ops as the
+    worker has threads (:func:`worker_threads`). Elsewhere none."""
+    threads = worker_threads()
+    return {} if threads is None else {"TF_NUM_INTEROP_THREADS": str(threads)}
 
 
 def part_groups(members: int, epochs: int) -> int | None:
@@ -145,6 +150,54 @@ def part_groups(members: int, epochs: int) -> int | None:
     return min(members, max(cores, -(-members // SHORT_GROUP_MEMBERS)))
 
 
+def train_members(
+    config: ExperimentConfig,
+    layers: list[Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    rates: list[float],
+    row_orders: np.ndarray,
+    index: int,
+) -> tuple[list[Any], pd.DataFrame]:
+    """Train a part's members (initial ``layers``, ``rates``, ``row_orders``): the fused loop
+    where it applies (:func:`stellarnet.train.fused.applies`), else stacked. Returns their
+    final layers and their long history (a ``member`` column; every row, NaN or not)."""
+    from stellarnet.train import fused
+    from stellarnet.train.stacked import train_stacked
+
+    options = config.stacked_options()
+    training = {name: options[name] for name in ("epochs", "optimizer", "loss", "record")}
+    if fused.applies(
+        config.model.layer_sizes,
+        options["activation"],
+        options["output_activation"],
+        options["optimizer"],
+        options["loss"],
+    ):
+        return fused.train_fused(
+            layers,
+            x,
+            y,
+            rates,
+            **training,
+            record_every=options["record_every"],
+            row_orders=row_orders,
+            threads=worker_threads(),
+        )
+    recorder, long = train_stacked(
+        layers,
+        x,
+        y,
+        rates,
+        **options,
+        context=f"study part {index}",
+        stop_on_divergence=False,
+        row_orders=row_orders,
+        groups=part_groups(len(layers), config.training.epochs),
+    )
+    return recorder.final_layers(), long
+
+
 def train_part(task: PartTask) -> pd.DataFrame:
     """Train ``task``'s part, write its part file and return its members' statistics
     (:func:`stellarnet.results.study_summary.member_stats`)."""
@@ -156,7 +209,6 @@ def train_part(task: PartTask) -> pd.DataFrame:
 def _train_part(task: PartTask) -> pd.DataFrame:
     """:func:`train_part` once TensorFlow's settings are made."""
     from stellarnet.train.draws import initial_layers
-    from stellarnet.train.stacked import train_stacked
 
     config, spec, part = part_config(task.config, task.part.hidden), task.spec, task.part
     x, y = study_data(task.config)
@@ -168,20 +220,11 @@ def _train_part(task: PartTask) -> pd.DataFrame:
     layers = [draws[seed][copy[lr]] for seed, lr in members]
     orders = {seed: row_order(config, seed, len(y)) for seed in seeds}
     rates = [lr for _, lr in members]
-    recorder, long = train_stacked(
-        layers,
-        x,
-        y,
-        rates,
-        **config.stacked_options(),
-        context=f"study part {part.index}",
-        stop_on_divergence=False,
-        row_orders=np.stack([orders[seed] for seed, _ in members]),
-        groups=part_groups(len(members), config.training.epochs),
-    )
+    row_orders = np.stack([orders[seed] for seed, _ in members])
+    trained, long = train_members(config, layers, x, y, rates, row_orders, part.index)
     long = cut_members(long)
     keys = pd.DataFrame({"lr": rates, "hidden": part.hidden, "seed": [seed for seed, _ in members]})
-    finals = (layers, recorder.final_layers()) if spec.record == "loss" else None
+    finals = (layers, trained) if spec.record == "loss" else None
     stats = member_stats(long, config.model.layer_sizes, keys, finals, x, config.model.activation)
     index = long.pop("member").to_numpy()
     for position, column in enumerate(("lr", "hidden", "seed")):

@@ -1,0 +1,271 @@
+"""The compiled loop of :mod:`stellarnet.train.fused`: every epoch of a slice of 1-W-1 ReLU
+members in one pass over the rows per epoch (numba), with TensorFlow's float32 operations in
+TensorFlow's order.
+
+A member is a lane: arrays are ``[rows, members]`` or ``[parameters, members]``, and every
+loop over the members is a SIMD loop. A member's sums over the rows are taken in the order
+the single run's TensorFlow kernels take them (on this machine's TensorFlow, with one
+thread per op), which is what makes its numbers equal a run alone bit for bit:
+
+``inner`` (``tf.reduce_sum`` of a vector: the loss, the mean output, ``d loss/d b2``)
+    Eigen's ``InnerMostDimReducer``: leaves of up to 8192 values, split in halves on packet
+    boundaries (:func:`reduction_tree`); in a leaf, four 8-lane packets take rows 32 at a
+    time, then fold into the first (p0 += p1, += p2, += p3), which takes the remaining whole
+    packets; the last rows are summed one by one from zero, and the lanes are folded in
+    pairs (lane i + lane i+4, then 0+2 and 1+3, then those two) and added to that sum.
+``blocks`` (``x^T dz``, ``h^T dz``: Eigen's matrix-vector product)
+    Sums of 16 rows at a time from zero, added in turn to a total from zero (one block for
+    fewer than 128 rows).
+``rows`` (``BiasAddGrad``, the hidden units' means)
+    One row after the other from zero.
+
+TensorFlow flushes denormal numbers to zero (FTZ and DAZ) in its kernels; the loop sets the
+same modes for its duration. ``tests/test_fused.py`` holds all of it to TensorFlow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LEAF_VALUES = 8 * 1024
+"""Values in a leaf of Eigen's tree reduction (its ``LeafSize`` of 1024 packets of 8 floats)."""
+PACKET = 8
+GEMV_BLOCK = 16
+"""Rows per partial sum of Eigen's column-major matrix-vector product (128 rows or more)."""
+FLUSH_DENORMALS = 0x8040
+"""MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags."""
+
+_F32 = np.float32
+_ZERO, _ONE, _TWO = _F32(0.0), _F32(1.0), _F32(2.0)
+
+
+def _mxcsr_call(builder, name, slot):
+    """Call LLVM's ``llvm.x86.sse.<name>`` (``stmxcsr``, ``ldmxcsr``) on the i32 ``slot``."""
+    byte_pointer = ir.IntType(8).as_pointer()
+    function = ir.FunctionType(ir.VoidType(), [byte_pointer])
+    callee = cgutils.get_or_insert_function(builder.module, function, f"llvm.x86.sse.{name}")
+    builder.call(callee, [builder.bitcast(slot, byte_pointer)])
+
+
+@intrinsic
+def _get_mxcsr(typingctx):  # noqa: ARG001
+    """The SSE control and status register."""
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        slot = cgutils.alloca_once(builder, ir.IntType(32))
+        _mxcsr_call(builder, "stmxcsr", slot)
+        return builder.load(slot)
+
+    return types.uint32(), codegen
+
+
+@intrinsic
+def _set_mxcsr(typingctx, value):  # noqa: ARG001
+    """Set the SSE control and status register to ``value``."""
+
+    def codegen(context, builder, signature, args):  # noqa: ARG001
+        _mxcsr_call(builder, "ldmxcsr", cgutils.alloca_once_value(builder, args[0]))
+        return context.get_dummy_value()
+
+    return types.void(types.uint32), codegen
+
+
+def reduction_tree(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigen's tree of a sum of ``rows`` values from index 0: the leaves ``[L, 2]`` (first
+    row, count) in row order, and the nodes ``[N, 3]`` in post-order (leaf number or -1,
+    left node, right node or -1); the last node is the root."""
+    leaves: list[tuple[int, int]] = []
+    nodes: list[tuple[int, int, int]] = []
+
+    def build(first: int, count: int) -> int:
+        if count > LEAF_VALUES:
+            split = PACKET * -(-(first + -(-count // 2)) // PACKET)
+            left_count = min(split - first, count)
+            left = build(first, left_count)
+            right = build(split, count - left_count) if left_count < count else -1
+            nodes.append((-1, left, right))
+        else:
+            leaves.append((first, count))
+            nodes.append((len(leaves) - 1, -1, -1))
+        return len(nodes) - 1
+
+    build(0, rows)
+    return np.array(leaves, np.int64), np.array(nodes, np.int64)
+
+
+@njit(nogil=True, cache=True)
+def _fold_lanes(p):  # pragma: no cover - compiled
+    """Eigen's ``predux`` of an 8-lane packet ``p`` ``[8, members]``."""
+    q0 = p[0] + p[4]
+    q1 = p[1] + p[5]
+    q2 = p[2] + p[6]
+    q3 = p[3] + p[7]
+    return (q0 + q2) + (q1 + q3)
+
+
+@njit(nogil=True, cache=True)
+def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover - compiled
+    """One forward and backward pass at ``theta``: ``sums`` ``[3 + W, members]`` gets the
+    sums of the squared errors, the outputs and d loss/d output (``inner``) and of the
+    hidden units (``rows``); ``grad`` ``[P, members]`` the gradient."""
+    n, members = x.shape
+    width = (theta.shape[0] - 1) // 3
+    w1, b1, w2, b2 = 0, width, 2 * width, 3 * width
+    hidden = np.empty((width, members), _F32)
+    total = np.empty(members, _F32)
+    dz = np.empty(members, _F32)
+    packets = np.empty((3, 4 * PACKET, members), _F32)
+    tails = np.empty((3, members), _F32)
+    lanes = np.empty((PACKET, members), _F32)
+    results = np.empty((leaves.shape[0], 3, members), _F32)
+    block = np.empty((2, width, members), _F32)
+    column_sums = np.zeros((2, width, members), _F32)
+    block_rows = n if n < 128 else GEMV_BLOCK
+    grad[:] = _ZERO
+    block[:] = _ZERO
+    sums[:] = _ZERO
+    for leaf in range(leaves.shape[0]):
+        first, count = leaves[leaf, 0], leaves[leaf, 1]
+        by_four = (count // (4 * PACKET)) * (4 * PACKET)
+        by_one = (count // PACKET) * PACKET
+        packets[:] = _ZERO
+        tails[:] = _ZERO
+        for r in range(count):
+            i = first + r
+            # forward: z = x w1 + b1, h = relu(z), out = sum_j h_j w2_j (in unit order) + b2
+            total[:] = _ZERO
+            for j in range(width):
+                for m in range(members):
+                    z = x[i, m] * theta[w1 + j, m] + theta[b1 + j, m]
+                    h = _ZERO if z < _ZERO else z  # max(z, 0): NaN stays NaN, -0 stays -0
+                    hidden[j, m] = h
+                    total[m] = total[m] + h * theta[w2 + j, m]
+            for m in range(members):
+                out = total[m] + theta[b2, m]
+                error = y[i, m] - out
+                dz[m] = -(weight * (error * _TWO))
+                total[m] = out
+                if r < by_one:
+                    lane = r % (4 * PACKET) if r < by_four else r % PACKET
+                    packets[0, lane, m] += error * error
+                    packets[1, lane, m] += out
+                    packets[2, lane, m] += dz[m]
+                else:
+                    tails[0, m] += error * error
+                    tails[1, m] += out
+                    tails[2, m] += dz[m]
+            # backward: dw2 = h^T dz, dz1 = relu'(h) dz w2, db1 = sum dz1, dw1 = x^T dz1
+            for j in range(width):
+                for m in range(members):
+                    h = hidden[j, m]
+                    step = dz[m] * theta[w2 + j, m]
+                    dz1 = step * (_ONE if h > _ZERO else _ZERO)
+                    block[0, j, m] += h * dz[m]
+                    block[1, j, m] += x[i, m] * dz1
+                    grad[b1 + j, m] += dz1
+                    sums[3 + j, m] += h
+            if (i + 1) % block_rows == 0 or i == n - 1:
+                for j in range(width):
+                    for m in range(members):
+                        column_sums[0, j, m] += block[0, j, m]
+                        column_sums[1, j, m] += block[1, j, m]
+                block[:] = _ZERO
+            if r + 1 == by_four:  # p0 += p1, p0 += p2, p0 += p3
+                for q in range(3):
+                    for lane in range(PACKET):
+                        for k in range(1, 4):
+                            for m in range(members):
+                                packets[q, lane, m] += packets[q, k * PACKET + lane, m]
+        for q in range(3):
+            for m in range(members):
+                lanes[:, m] = packets[q, :PACKET, m]
+            folded = _fold_lanes(lanes)
+            for m in range(members):
+                results[leaf, q, m] = tails[q, m] + folded[m]
+    _tree(nodes, results, sums)
+    for j in range(width):
+        for m in range(members):
+            grad[w2 + j, m] = column_sums[0, j, m]
+            grad[w1 + j, m] = column_sums[1, j, m]
+    grad[b2] = sums[2]
+
+
+@njit(nogil=True, cache=True)
+def _tree(nodes, results, sums):  # pragma: no cover - compiled
+    """The root of Eigen's tree over the leaves' ``results`` ``[L, 3, members]`` into
+    ``sums[:3]`` (one leaf: its result)."""
+    if nodes.shape[0] == 1:
+        sums[:3] = results[0]
+        return
+    values = np.zeros((nodes.shape[0],) + results.shape[1:], results.dtype)
+    for k in range(nodes.shape[0]):
+        leaf, left, right = nodes[k, 0], nodes[k, 1], nodes[k, 2]
+        if leaf >= 0:
+            values[k] = results[leaf]
+        else:
+            values[k] = _ZERO + values[left]
+            if right >= 0:
+                values[k] = values[k] + values[right]
+    sums[:3] = values[nodes.shape[0] - 1]
+
+
+@njit(nogil=True, cache=True)
+def train_members(
+    x, y, theta, rates, adam, adam_steps, weight, scale, leaves, nodes, every, record
+):  # pragma: no cover - compiled
+    """Train members ``[P, members]`` (``theta``, unit-major: w1, b1, w2, b2; updated in
+    place) on their rows ``x``, ``y`` ``[n, members]`` for ``len(adam_steps)`` epochs, and
+    write the rows of epoch 0 and of every ``every``-th epoch into ``record`` ``[R, members,
+    2 + 2P + W]`` (output, loss, parameters, gradient (NaN in row 0), hidden-unit means).
+
+    ``rates`` ``[members]``; ``adam``: Adam, else plain gradient descent; ``adam_steps``
+    ``[E, 2]``: each epoch's ``sqrt(1 - beta_2^t)`` and ``1 - beta_1^t`` as TensorFlow
+    computes them; ``weight``: d loss/d output per unit error (``scale / n``); ``scale``: the
+    loss's factor (1 or 0.5); ``leaves``, ``nodes``: :func:`reduction_tree`.
+    """
+    n, members = x.shape
+    count, width = theta.shape[0], (theta.shape[0] - 1) // 3
+    rows = _F32(n)
+    c1, c2 = _F32(1 - 0.9), _F32(1 - 0.999)
+    epsilon = _F32(1e-7)
+    sums = np.empty((3 + width, members), _F32)
+    grad = np.empty((count, members), _F32)
+    first = np.zeros((count, members), _F32)
+    second = np.zeros((count, members), _F32)
+    alpha = np.empty(members, _F32)
+    previous = _get_mxcsr()
+    _set_mxcsr(previous | np.uint32(FLUSH_DENORMALS))
+    for epoch in range(len(adam_steps) + 1):
+        _pass(x, y, theta, weight, leaves, nodes, sums, grad)
+        if epoch:
+            if adam:
+                for m in range(members):
+                    alpha[m] = (rates[m] * adam_steps[epoch - 1, 0]) / adam_steps[epoch - 1, 1]
+                for p in range(count):
+                    for m in range(members):
+                        g = grad[p, m]
+                        first[p, m] = first[p, m] + (g - first[p, m]) * c1
+                        second[p, m] = second[p, m] + (g * g - second[p, m]) * c2
+                        step = first[p, m] * alpha[m]
+                        theta[p, m] = theta[p, m] - step / (np.sqrt(second[p, m]) + epsilon)
+            else:
+                for p in range(count):
+                    for m in range(members):
+                        theta[p, m] = theta[p, m] - grad[p, m] * rates[m]
+        if epoch % every:
+            continue
+        row = record[epoch // every]
+        for m in range(members):
+            loss = sums[0, m] / rows
+            row[m, 0] = sums[1, m] / rows
+            row[m, 1] = loss if scale == _ONE else scale * loss
+            for p in range(count):
+                row[m, 2 + p] = theta[p, m]
+                row[m, 2 + count + p] = grad[p, m] if epoch else np.float32(np.nan)
+            for j in range(width):
+                row[m, 2 + 2 * count + j] = sums[3 + j, m] / rows
+    _set_mxcsr(previous)
