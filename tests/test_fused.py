@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from stellarnet.errors import ConfigError
 from stellarnet.schema import RECORD_GROUPS
 from stellarnet.train import fused
-from stellarnet.train.fused_kernel import LEAF_VALUES, reduction_tree, train_members
+from stellarnet.train.fused_kernel import LEAF_VALUES, reduction_tree, train_lanes
 from stellarnet.train.loop import train
 from stellarnet.train.models import ModelSpec, build_model, model_layers
 from stellarnet.train.optimizers import ADAM_BETA_1, ADAM_BETA_2
@@ -80,25 +81,47 @@ def test_equals_the_stacked_graph(hr_dataset, rows, width, optimizer, loss):
                 assert np.array_equal(k1, k2) and np.array_equal(b1, b2)
 
 
-@pytest.mark.parametrize("rows", [2242, LEAF_VALUES + 11])
-def test_equals_single_runs(hr_dataset, rows):
-    """Against ``train`` itself, including more rows than one leaf of TensorFlow's tree sum
-    (there the stacked graph's rows of members after the first start off its packets)."""
+@pytest.mark.parametrize(
+    ("rows", "width", "epochs"),
+    [
+        (2242, 6, 15),
+        (2243, 6, 120),  # odd: the last row's output sums units 0-3 as a half packet
+        (129, 7, 60),
+        (21, 4, 60),
+        (LEAF_VALUES + 11, 6, 15),  # two leaves of TensorFlow's tree sum
+    ],
+)
+def test_equals_single_runs(hr_dataset, rows, width, epochs):
+    """Against ``train`` itself. Above 8192 rows the stacked graph's members after the first
+    start their tree sums off its packets; with an odd number of rows both it (before this
+    was found) and a naive loop sum the last row's output in another order (differences from
+    epoch 25-70 on)."""
     x, y = hr_rows(hr_dataset, rows, seed=3)
-    nets, order = members(6, 3, seed=11), orders(3, rows)
-    rates = [0.01, 0.1, 0.3]
-    _, long = fused.train_fused(
-        nets, x, y, rates, epochs=15, record=RECORD_GROUPS, record_every=2, row_orders=order
-    )
+    nets, order = members(width, 2, seed=11), orders(2, rows)
+    rates = [0.01, 0.1]
+    options = dict(epochs=epochs, record=RECORD_GROUPS, record_every=3)
+    _, long = fused.train_fused(nets, x, y, rates, row_orders=order, **options)
+    _, stacked = train_stacked(nets, x, y, rates, row_orders=order, **options)
     for k, (net, rate) in enumerate(zip(nets, rates, strict=True)):
-        model = build_model(ModelSpec(hidden=(6,)), 0)
+        model = build_model(ModelSpec(hidden=(width,)), 0)
         model.set_weights([array for pair in net for array in pair])
-        single = train(
-            model, x[order[k]], y[order[k]], learning_rate=rate, epochs=15,
-            record=RECORD_GROUPS, record_every=2,
-        )  # fmt: skip
+        single = train(model, x[order[k]], y[order[k]], learning_rate=rate, **options)
         mine = long[long["member"] == k].drop(columns="member").reset_index(drop=True)
         assert mine.equals(single), k
+        if rows <= LEAF_VALUES:
+            theirs = stacked[stacked["member"] == k].drop(columns="member")
+            assert theirs.reset_index(drop=True).equals(single), k
+
+
+@pytest.mark.parametrize("record", [(), ("biases", "activations"), ("gradients",)])
+def test_records_what_is_asked(hr_dataset, record):
+    x, y = hr_rows(hr_dataset, 100)
+    nets, order = members(5, 3), orders(3, 100)
+    options = dict(epochs=12, record=record, record_every=5, row_orders=order)
+    _, stacked = train_stacked(nets, x, y, [0.1, 0.2, 0.3], stop_on_divergence=False, **options)
+    _, long = fused.train_fused(nets, x, y, [0.1, 0.2, 0.3], **options)
+    assert long.equals(stacked)
+    assert long["epoch"].unique().tolist() == [0, 5, 10]
 
 
 def test_numbers_do_not_depend_on_the_threads(hr_dataset):
@@ -112,11 +135,11 @@ def test_numbers_do_not_depend_on_the_threads(hr_dataset):
 
 
 def test_denormals_are_flushed_as_tensorflow_flushes_them(hr_dataset):
-    """Inputs of 1e-39 (denormal): TensorFlow reads them as 0 (DAZ) and flushes denormal
-    results (FTZ), so the input weights' gradients are exactly 0; without those modes they
-    would be about 1e-40."""
+    """Inputs of 1e-39 (denormal) with outputs far off: TensorFlow reads the inputs as 0 (DAZ),
+    so the input weights' gradients are exactly 0; with flush-to-zero alone they would be the
+    normal numbers 1e-39 x d loss/d z (about 1e-35), and without either mode as well."""
     x, y = hr_rows(hr_dataset, 64)
-    x = np.full_like(x, 1e-39)
+    x, y = np.full_like(x, 1e-39), y * 1e4
     nets = members(4, 2)
     _, stacked = train_stacked(nets, x, y, [0.1, 0.1], epochs=3, stop_on_divergence=False)
     _, long = fused.train_fused(nets, x, y, [0.1, 0.1], epochs=3)
@@ -124,15 +147,35 @@ def test_denormals_are_flushed_as_tensorflow_flushes_them(hr_dataset):
     assert long.equals(stacked)
 
 
+def lanes_arguments(rows: int) -> tuple:
+    """Arguments of ``train_lanes`` for one member of a 1-2-1 net on ``rows`` rows, 1 epoch."""
+    data = np.ones((rows, 1), np.float32)
+    theta, columns = np.ones((7, 1), np.float32), np.arange(18)
+    record = np.empty((2, 1, 18), np.float32)
+    options = (np.float32(0.5), np.float32(1), 1, columns, record)
+    return data, data, theta, np.ones(1, np.float32), True, fused.adam_terms(1), *options
+
+
 def test_the_control_register_is_restored():
     tiny = np.float32(1e-38)
-    theta = np.ones((7, 1), np.float32)
-    record = np.empty((2, 1, 2 + 14 + 2), np.float32)
-    leaves, nodes = reduction_tree(4)
-    data = np.ones((4, 1), np.float32)
-    args = (np.ones(1, np.float32), True, fused.adam_steps(1), np.float32(0.25), np.float32(1))
-    train_members(data, data, theta, *args, leaves, nodes, 1, record)
+    train_lanes(*lanes_arguments(4))
     assert tiny * np.float32(0.01) != 0  # denormal results are kept outside the loop
+    with pytest.raises(ZeroDivisionError):
+        train_lanes(*lanes_arguments(0))  # no rows: the mean divides by zero
+    assert tiny * np.float32(0.01) != 0  # and after an error in it
+
+
+def test_refuses_other_shapes(hr_dataset):
+    x, y = hr_rows(hr_dataset, 50)
+    nets = members(4, 2)
+    (_, b1), second = nets[0]
+    two_inputs = [[(np.ones((2, 4), np.float32), b1), second]] * 2
+    with pytest.raises(ConfigError, match="1-W-1"):
+        fused.train_fused(two_inputs, x, y, [0.1, 0.1], epochs=2)
+    with pytest.raises(ConfigError, match=r"shape \(n, 1\)"):
+        fused.train_fused(nets, np.hstack([x, x]), y, [0.1, 0.1], epochs=2)
+    with pytest.raises(ConfigError, match="row_orders"):
+        fused.train_fused(nets, x, y, [0.1, 0.1], epochs=2, row_orders=orders(2, 49))
 
 
 def test_adam_steps_equal_tensorflows_scalar_ops():
@@ -142,18 +185,21 @@ def test_adam_steps_equal_tensorflows_scalar_ops():
         beta_2_power = tf.pow(tf.cast(ADAM_BETA_2, tf.float32), step)
         return tf.sqrt(1 - beta_2_power), 1 - beta_1_power
 
-    steps = fused.adam_steps(5000)
+    steps = fused.adam_terms(5000)
     for t in [*range(1, 400), *range(400, 5001, 37)]:
         expected = [value.numpy() for value in step_terms(tf.constant(float(t)))]
         assert np.array_equal(steps[t - 1], expected), t
 
 
 def test_reduction_tree():
-    leaves, nodes = reduction_tree(2242)
-    assert leaves.tolist() == [[0, 2242]] and nodes.tolist() == [[0, -1, -1]]
+    assert reduction_tree(2242)[0].tolist() == [[0, 2242]]
+    assert reduction_tree(LEAF_VALUES)[1].tolist() == [[0, -1, -1]]  # one leaf up to 8192
+    leaves, nodes = reduction_tree(LEAF_VALUES + 1)
+    assert leaves.tolist() == [[0, 4104], [4104, 4089]]  # halves, split on a packet boundary
+    assert nodes.tolist() == [[0, -1, -1], [1, -1, -1], [-1, 0, 1]]
     leaves, nodes = reduction_tree(20_003)
     assert leaves[:, 1].sum() == 20_003 and (leaves[:, 1] <= LEAF_VALUES).all()
-    assert (leaves[:, 0] % 8 == 0).all()  # split on packet boundaries
+    assert (leaves[:, 0] % 8 == 0).all()
     assert np.array_equal(leaves[1:, 0], np.cumsum(leaves[:, 1])[:-1])
     assert nodes[-1, 0] == -1 and len(nodes) == 2 * len(leaves) - 1
 
@@ -173,7 +219,10 @@ def test_applies(sizes, activation, optimizer, loss, expected):
     assert fused.applies(sizes, activation, "linear", optimizer, loss) is expected
 
 
-def test_applies_only_under_stellarnets_tensorflow_settings(monkeypatch):
+def test_applies_only_under_stellarnets_tensorflow_settings_with_numba(monkeypatch):
     assert fused.applies((1, 6, 1), "relu", "linear", "adam", "mse")
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    assert not fused.applies((1, 6, 1), "relu", "linear", "adam", "mse")
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    monkeypatch.setattr(fused.importlib.util, "find_spec", lambda name: None)
     assert not fused.applies((1, 6, 1), "relu", "linear", "adam", "mse")

@@ -87,6 +87,7 @@ def test_members_equal_single_runs_same_init(same_study, hr_config, tmp_path):
 def test_members_equal_notebook_sweeps_and_other_widths(hr_config, results_dir):
     spec = StudySpec((0.1, 0.3), seeds=2, first_seed=7, hidden=(4, 8), init="notebook", epochs=8)
     result = run_study(hr_config, spec, results_dir)
+    assert result.record["engines"] == {"4": "fused", "8": "stacked"}
     for hidden in (4, 8):
         for seed in (7, 8):
             config = hr_config.with_overrides(seed=seed, epochs=8, init="notebook")

@@ -57,6 +57,7 @@ LIBRARIES = (
     "astropy",
     "astroquery",
     "matplotlib",
+    "numba",
 )
 """The libraries whose versions a ``run.json`` records."""
 STALE_AFTER_S = 24 * 3600

@@ -43,7 +43,7 @@ from stellarnet.runs.config import ExperimentConfig
 from stellarnet.runs.experiment import load_data, run_record
 from stellarnet.runs.naming import config_tags
 from stellarnet.runs.study_grid import StudySpec, part_size, plan_parts
-from stellarnet.runs.study_part import PartTask, check_studyable, study_data, train_part
+from stellarnet.runs.study_part import ENGINE, PartTask, check_studyable, study_data, train_part
 from stellarnet.schema import HistorySchema
 
 log = logging.getLogger(__name__)
@@ -192,9 +192,12 @@ def run_study(
             for number, task in enumerate(tasks, start=1):
                 stats.append(train_part(task))
                 log.info("part %d of %d trained", number, len(tasks))
-        stats = pd.concat(stats, ignore_index=True)[list(MEMBER_COLUMNS)]
+        stats = pd.concat(stats, ignore_index=True)
+        engines = stats.groupby("hidden")[ENGINE].agg(lambda used: "+".join(sorted(set(used))))
+        stats = stats[list(MEMBER_COLUMNS)]
         summary = cell_summary(stats, spec.init)
         record = study_record(trained, spec, catalog, dataset, stats, len(tasks), where)
+        record["engines"] = {str(hidden): engine for hidden, engine in engines.items()}
         record["wall_time_s"] = round(time.perf_counter() - started, 3)
         write_study_files(staging, summary, stats, record)
     return StudyResult(folder, summary, stats, record)

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 ORDER_FREE_TRANSFORMS = {"log10", "minmax"}
 """Transforms whose values do not depend on the rows' order (min and max, not sums): a
 seed's rows are then the catalog-order rows permuted."""
+ENGINE = "engine"
+"""The column of a part's member statistics that says what trained it: ``fused`` or
+``stacked`` (``run.json``'s ``engines``, per width; not in members.csv)."""
 SHORT_RUN_EPOCHS = 100
 """Parts of at most this many epochs train in larger groups (:func:`part_groups`)."""
 SHORT_GROUP_MEMBERS = 64
@@ -150,6 +153,16 @@ def part_groups(members: int, epochs: int) -> int | None:
     return min(members, max(cores, -(-members // SHORT_GROUP_MEMBERS)))
 
 
+def fused_applies(config: ExperimentConfig) -> bool:
+    """Whether the fused loop trains ``config``'s nets here
+    (:func:`stellarnet.train.fused.applies`)."""
+    from stellarnet.train import fused
+
+    options = config.stacked_options()
+    model = (options["activation"], options["output_activation"])
+    return fused.applies(config.model.layer_sizes, *model, options["optimizer"], options["loss"])
+
+
 def train_members(
     config: ExperimentConfig,
     layers: list[Any],
@@ -167,13 +180,7 @@ def train_members(
 
     options = config.stacked_options()
     training = {name: options[name] for name in ("epochs", "optimizer", "loss", "record")}
-    if fused.applies(
-        config.model.layer_sizes,
-        options["activation"],
-        options["output_activation"],
-        options["optimizer"],
-        options["loss"],
-    ):
+    if fused_applies(config):
         return fused.train_fused(
             layers,
             x,
@@ -221,6 +228,7 @@ def _train_part(task: PartTask) -> pd.DataFrame:
     orders = {seed: row_order(config, seed, len(y)) for seed in seeds}
     rates = [lr for _, lr in members]
     row_orders = np.stack([orders[seed] for seed, _ in members])
+    engine = "fused" if fused_applies(config) else "stacked"
     trained, long = train_members(config, layers, x, y, rates, row_orders, part.index)
     long = cut_members(long)
     keys = pd.DataFrame({"lr": rates, "hidden": part.hidden, "seed": [seed for seed, _ in members]})
@@ -231,4 +239,4 @@ def _train_part(task: PartTask) -> pd.DataFrame:
         long.insert(position, column, keys[column].to_numpy()[index])
     write_part(task.history, part.name, long)
     log.debug("part %d: %d members written", part.index, len(members))
-    return stats
+    return stats.assign(**{ENGINE: engine})

@@ -139,12 +139,29 @@ def make_loss(name: str) -> Callable[[Any, Any], Any]:
 def unit_sums(products: Any, width: int, members: int) -> Any:
     """``[n, members]`` sums over the hidden units of ``products`` ``[n, width * members]``
     (column ``j * members + k``: unit j of member k), in the order Keras' ``Dense(1)`` sums
-    fewer than 8 units: one after the other. A sum over a middle axis runs in that order (a
-    chain of adds would not: grappler rewrites it into one AddN).
+    fewer than 8 units (Eigen's row-major matrix-vector product): one after the other, except
+    the last of an odd number of rows (:func:`last_row_by_half_packet`). A sum over a middle
+    axis runs in that order (a chain of adds would not: grappler rewrites it into one AddN).
     """
     import tensorflow as tf
 
-    return tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)
+    sums = tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)
+    if not last_row_by_half_packet(products.shape[0], width):
+        return sums
+    # (t0 + t2) + (t1 + t3), then t4, t5, ... in turn: sums over axes of 2 and of the rest
+    last = tf.reshape(products[-1], [width, members])
+    pairs = tf.reduce_sum(tf.reshape(tf.gather(last, [0, 2, 1, 3]), [2, 2, members]), axis=1)
+    halves = tf.reduce_sum(pairs, axis=0, keepdims=True)
+    row = tf.reduce_sum(tf.concat([halves, last[4:]], axis=0), axis=0)
+    return tf.concat([sums[:-1], row[None]], axis=0)
+
+
+def last_row_by_half_packet(rows: int | None, width: int) -> bool:
+    """Whether Eigen's row-major matrix-vector product (Keras' ``Dense(1)`` on ``rows`` rows
+    of ``width`` < 8 units) sums the last row's first four products as a half packet,
+    ``(t0 + t2) + (t1 + t3)``: for an odd number of rows, at least 4 units, and
+    ``rows + width + 1 >= 20`` (below that Eigen multiplies coefficient by coefficient)."""
+    return rows is not None and rows % 2 == 1 and width >= 4 and rows + width + 1 >= 20
 
 
 SPREAD_BY_MATMUL = 8

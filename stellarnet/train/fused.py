@@ -18,6 +18,7 @@ else trains stacked.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
 from collections.abc import Sequence
@@ -26,14 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from stellarnet.errors import ConfigError
 from stellarnet.params import Layers
-from stellarnet.schema import RECORD_GROUPS, HistorySchema, history_frame
+from stellarnet.schema import DEFAULT_RECORD, RECORD_GROUPS, HistorySchema, history_frame
 from stellarnet.tfsettings import SETTINGS
+from stellarnet.train.analytic import LOSS_FACTORS
 from stellarnet.train.grouping import WIDE_MAX_UNITS
 from stellarnet.train.optimizers import ADAM_BETA_1, ADAM_BETA_2
 from stellarnet.train.stacked import member_rows
 
-LOSS_SCALES = {"mse": 1.0, "half_mse": 0.5}
+LANES = 16
+"""A thread's members are padded to a multiple of this many (zeros: a net of zeros stays
+finite and zero), so that the loop's SIMD code has no scalar remainder (43 members took as
+long as 48)."""
 
 
 def applies(
@@ -54,14 +60,15 @@ def applies(
         and 2 <= layer_sizes[1] <= WIDE_MAX_UNITS
         and (activation, output_activation) == ("relu", "linear")
         and optimizer in ("adam", "sgd")
-        and loss in LOSS_SCALES
+        and loss in LOSS_FACTORS
+        and importlib.util.find_spec("numba") is not None
         and platform.machine() in ("x86_64", "AMD64")
         and all(os.environ.get(name) == value for name, value in SETTINGS.items())
     )
 
 
 @functools.cache
-def adam_steps(epochs: int) -> np.ndarray:
+def adam_terms(epochs: int) -> np.ndarray:
     """``[epochs, 2]``: each update's ``sqrt(1 - beta_2^t)`` and ``1 - beta_1^t`` (t = 1..)
     in float32, as the optimizer's TensorFlow ops compute them on scalars: their ``pow`` is
     the C library's ``powf``, which numpy's float32 scalars call too (the tests hold the two
@@ -83,52 +90,87 @@ def train_fused(
     epochs: int,
     optimizer: str = "adam",
     loss: str = "mse",
-    record: tuple[str, ...] = ("kernels", "biases", "gradients"),
+    record: tuple[str, ...] = DEFAULT_RECORD,
     record_every: int = 1,
     row_orders: np.ndarray | None = None,
     threads: int | None = None,
 ) -> tuple[list[Layers], pd.DataFrame]:
     """Train ``members`` (initial layers of one 1-W-1 net, see :func:`applies`), member k at
     ``learning_rates[k]`` on ``x[row_orders[k]]``, ``y[row_orders[k]]``, for ``epochs``
-    full-batch epochs, in ``threads`` threads (default: one per core).
+    full-batch epochs, in ``threads`` threads (default: one per core this process may use).
 
     Returns each member's final layers and the long history with a ``member`` column, as
     :func:`~stellarnet.train.stacked.train_stacked` with ``stop_on_divergence=False``.
+    Raises ConfigError for data or layers of other shapes.
     """
-    from stellarnet.train.fused_kernel import reduction_tree, train_members
+    from stellarnet.train.fused_kernel import train_lanes
 
     theta = member_rows(members, learning_rates).T.astype(np.float32)  # [P, K], unit-major
     size, width = theta.shape[1], members[0][0][1].shape[0]
     rows = len(y)
     orders = np.tile(np.arange(rows), (size, 1)) if row_orders is None else row_orders
+    _check_shapes(members[0], x, y, orders)
     inputs = np.asarray(x, np.float32)[:, 0][orders].T  # [n, K]: column k is member k's
     targets = np.asarray(y, np.float32)[:, 0][orders].T
     rates = np.asarray(learning_rates, np.float32)
-    steps = adam_steps(epochs) if optimizer == "adam" else np.ones((epochs, 2), np.float32)
-    scale = np.float32(LOSS_SCALES[loss])
+    terms = adam_terms(epochs) if optimizer == "adam" else np.ones((epochs, 2), np.float32)
+    scale = np.float32(LOSS_FACTORS[loss])
     weight = scale / np.float32(rows)
-    leaves, nodes = reduction_tree(rows)
-    full = HistorySchema((1, width, 1), RECORD_GROUPS).columns
-    recorded = np.empty((epochs // record_every + 1, size, len(full) - 1), np.float32)
+    every_column = HistorySchema((1, width, 1), RECORD_GROUPS).columns
+    names = HistorySchema((1, width, 1), record).columns
+    columns = np.array([every_column.index(name) - 1 for name in names[1:]], np.int64)
 
-    def train(part: slice) -> None:
-        own = np.ascontiguousarray(theta[:, part])
-        kept = np.empty((recorded.shape[0], own.shape[1], recorded.shape[2]), np.float32)
-        data = [np.ascontiguousarray(a[:, part]) for a in (inputs, targets)]
-        args = (own, rates[part], optimizer == "adam", steps, weight, scale, leaves, nodes)
-        train_members(*data, *args, record_every, kept)
-        theta[:, part], recorded[:, part] = own, kept
+    def train(part: slice) -> np.ndarray:
+        count = part.stop - part.start
+        lanes = -(-count // LANES) * LANES
+        own, x_own, y_own, rates_own = (
+            padded(a[..., part], lanes) for a in (theta, inputs, targets, rates)
+        )
+        kept = np.empty((epochs // record_every + 1, lanes, len(columns)), np.float32)
+        options = (optimizer == "adam", terms, weight, scale, record_every, columns, kept)
+        train_lanes(x_own, y_own, own, rates_own, *options)
+        theta[:, part] = own[:, :count]
+        return kept[:, :count]
 
-    bounds = np.linspace(0, size, min(size, threads or os.cpu_count() or 1) + 1).astype(int)
-    parts = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    with ThreadPoolExecutor(len(parts)) as pool:
-        list(pool.map(train, parts))  # the loop releases the GIL
-    columns = HistorySchema((1, width, 1), record).columns
-    values = recorded[:, :, [full.index(name) - 1 for name in columns[1:]]]
+    with ThreadPoolExecutor(len(parts := _split(size, threads))) as pool:
+        recorded = np.concatenate(list(pool.map(train, parts)), axis=1)  # the loop drops the GIL
     epoch_numbers = np.arange(0, epochs + 1, record_every)
-    frame = history_frame(values, np.tile(epoch_numbers, size), columns)
+    frame = history_frame(recorded, np.tile(epoch_numbers, size), names)
     frame.insert(0, "member", np.repeat(np.arange(size), len(epoch_numbers)))
     return [_layers(column, width) for column in theta.T], frame
+
+
+def _check_shapes(layers: Layers, x: np.ndarray, y: np.ndarray, orders: np.ndarray) -> None:
+    """ConfigError unless ``layers`` are a 1-W-1 net's, ``x`` and ``y`` one column of the same
+    n > 0 rows, and ``orders`` one permutation's worth of row numbers per member."""
+    shapes = [array.shape for pair in layers for array in pair]
+    width = shapes[1][0] if len(shapes) == 4 else 0
+    if shapes != [(1, width), (width,), (width, 1), (1,)]:
+        raise ConfigError(f"the fused loop trains 1-W-1 nets, got layer shapes {shapes}")
+    rows = len(y)
+    if rows == 0 or np.shape(x) != (rows, 1) or np.shape(y) != (rows, 1):
+        raise ConfigError(
+            f"the fused loop needs x and y of shape (n, 1), n > 0; got {np.shape(x)}, {np.shape(y)}"
+        )
+    if orders.ndim != 2 or orders.shape[1] != rows or orders.min() < 0 or orders.max() >= rows:
+        raise ConfigError(
+            f"row_orders must hold {rows} row numbers (0..{rows - 1}) per member; got an "
+            f"array of shape {orders.shape}"
+        )
+
+
+def _split(members: int, threads: int | None) -> list[slice]:
+    """The members of each thread: ``threads`` (default: the cores this process may use)
+    contiguous slices of sizes differing by at most one."""
+    count = threads or len(os.sched_getaffinity(0))
+    bounds = np.linspace(0, members, min(members, count) + 1).astype(int)
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def padded(values: np.ndarray, lanes: int) -> np.ndarray:
+    """``values`` with its last axis padded with zeros to ``lanes``, contiguous."""
+    extra = [(0, 0)] * (values.ndim - 1) + [(0, lanes - values.shape[-1])]
+    return np.ascontiguousarray(np.pad(values, extra))
 
 
 def _layers(flat: np.ndarray, width: int) -> Layers:

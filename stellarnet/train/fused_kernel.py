@@ -18,9 +18,14 @@ thread per op), which is what makes its numbers equal a run alone bit for bit:
     fewer than 128 rows).
 ``rows`` (``BiasAddGrad``, the hidden units' means)
     One row after the other from zero.
+``units`` (the output ``h w2``: Eigen's row-major matrix-vector product)
+    The units one after the other from zero; but when the row count n is odd, W >= 4 and
+    n + W + 1 >= 20 (below that Eigen multiplies coefficient by coefficient), the last row
+    takes units 0-3 as a half packet, ``(t0 + t2) + (t1 + t3)``, then the others in turn.
 
-TensorFlow flushes denormal numbers to zero (FTZ and DAZ) in its kernels; the loop sets the
-same modes for its duration. ``tests/test_fused.py`` holds all of it to TensorFlow.
+TensorFlow flushes denormal numbers to zero (FTZ and DAZ) in its kernels; :func:`train_lanes`
+sets the same modes for the loop and restores the caller's afterwards, even on an error.
+``tests/test_fused.py`` holds all of it to TensorFlow.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from stellarnet.train.optimizers import ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON
 
 LEAF_VALUES = 8 * 1024
 """Values in a leaf of Eigen's tree reduction (its ``LeafSize`` of 1024 packets of 8 floats)."""
@@ -41,6 +48,16 @@ FLUSH_DENORMALS = 0x8040
 
 _F32 = np.float32
 _ZERO, _ONE, _TWO = _F32(0.0), _F32(1.0), _F32(2.0)
+
+
+def _compiled(function):  # noqa: ANN001, ANN202
+    """``function`` compiled without the GIL, its machine code cached on disk where numba finds
+    a place to write (beside this module, or its user cache folder); else compiled anew in each
+    process (about 4 s) rather than not at all."""
+    try:
+        return njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(nogil=True)(function)
 
 
 def _mxcsr_call(builder, name, slot):
@@ -74,6 +91,20 @@ def _set_mxcsr(typingctx, value):  # noqa: ARG001
     return types.void(types.uint32), codegen
 
 
+@_compiled
+def _flush_denormals():  # pragma: no cover - compiled
+    """Turn on FTZ and DAZ in this thread; return the register's previous value."""
+    previous = _get_mxcsr()
+    _set_mxcsr(previous | np.uint32(FLUSH_DENORMALS))
+    return previous
+
+
+@_compiled
+def _restore(previous):  # pragma: no cover - compiled
+    """Put the register back as :func:`_flush_denormals` found it."""
+    _set_mxcsr(previous)
+
+
 def reduction_tree(rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Eigen's tree of a sum of ``rows`` values from index 0: the leaves ``[L, 2]`` (first
     row, count) in row order, and the nodes ``[N, 3]`` in post-order (leaf number or -1,
@@ -97,17 +128,7 @@ def reduction_tree(rows: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(leaves, np.int64), np.array(nodes, np.int64)
 
 
-@njit(nogil=True, cache=True)
-def _fold_lanes(p):  # pragma: no cover - compiled
-    """Eigen's ``predux`` of an 8-lane packet ``p`` ``[8, members]``."""
-    q0 = p[0] + p[4]
-    q1 = p[1] + p[5]
-    q2 = p[2] + p[6]
-    q3 = p[3] + p[7]
-    return (q0 + q2) + (q1 + q3)
-
-
-@njit(nogil=True, cache=True)
+@_compiled
 def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover - compiled
     """One forward and backward pass at ``theta``: ``sums`` ``[3 + W, members]`` gets the
     sums of the squared errors, the outputs and d loss/d output (``inner``) and of the
@@ -116,27 +137,27 @@ def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover -
     width = (theta.shape[0] - 1) // 3
     w1, b1, w2, b2 = 0, width, 2 * width, 3 * width
     hidden = np.empty((width, members), _F32)
-    total = np.empty(members, _F32)
-    dz = np.empty(members, _F32)
+    values = np.empty((3, members), _F32)  # a row's squared error, output, d loss/d output
     packets = np.empty((3, 4 * PACKET, members), _F32)
-    tails = np.empty((3, members), _F32)
-    lanes = np.empty((PACKET, members), _F32)
     results = np.empty((leaves.shape[0], 3, members), _F32)
-    block = np.empty((2, width, members), _F32)
+    block = np.zeros((2, width, members), _F32)
     column_sums = np.zeros((2, width, members), _F32)
     block_rows = n if n < 128 else GEMV_BLOCK
+    last_by_half = n % 2 == 1 and width >= 4 and n + width + 1 >= 20
+    in_block = 0  # rows in the current block (blocks run on across the leaves)
     grad[:] = _ZERO
-    block[:] = _ZERO
     sums[:] = _ZERO
     for leaf in range(leaves.shape[0]):
         first, count = leaves[leaf, 0], leaves[leaf, 1]
         by_four = (count // (4 * PACKET)) * (4 * PACKET)
         by_one = (count // PACKET) * PACKET
         packets[:] = _ZERO
-        tails[:] = _ZERO
+        tail = results[leaf]
+        tail[:] = _ZERO
         for r in range(count):
             i = first + r
             # forward: z = x w1 + b1, h = relu(z), out = sum_j h_j w2_j (in unit order) + b2
+            total = values[1]
             total[:] = _ZERO
             for j in range(width):
                 for m in range(members):
@@ -144,128 +165,164 @@ def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover -
                     h = _ZERO if z < _ZERO else z  # max(z, 0): NaN stays NaN, -0 stays -0
                     hidden[j, m] = h
                     total[m] = total[m] + h * theta[w2 + j, m]
+            if i == n - 1 and last_by_half:  # Eigen's last row: a half packet of 4 units
+                for m in range(members):
+                    t0, t1 = hidden[0, m] * theta[w2, m], hidden[1, m] * theta[w2 + 1, m]
+                    t2, t3 = hidden[2, m] * theta[w2 + 2, m], hidden[3, m] * theta[w2 + 3, m]
+                    total[m] = (t0 + t2) + (t1 + t3)
+                    for j in range(4, width):
+                        total[m] = total[m] + hidden[j, m] * theta[w2 + j, m]
             for m in range(members):
                 out = total[m] + theta[b2, m]
                 error = y[i, m] - out
-                dz[m] = -(weight * (error * _TWO))
-                total[m] = out
-                if r < by_one:
-                    lane = r % (4 * PACKET) if r < by_four else r % PACKET
-                    packets[0, lane, m] += error * error
-                    packets[1, lane, m] += out
-                    packets[2, lane, m] += dz[m]
-                else:
-                    tails[0, m] += error * error
-                    tails[1, m] += out
-                    tails[2, m] += dz[m]
+                values[0, m] = error * error
+                values[1, m] = out
+                values[2, m] = -(weight * (error * _TWO))
+            if r < by_one:  # into a packet's lane, else into the scalar tail
+                lane = r % (4 * PACKET) if r < by_four else r % PACKET
+                for q in range(3):
+                    for m in range(members):
+                        packets[q, lane, m] += values[q, m]
+            else:
+                for q in range(3):
+                    for m in range(members):
+                        tail[q, m] += values[q, m]
             # backward: dw2 = h^T dz, dz1 = relu'(h) dz w2, db1 = sum dz1, dw1 = x^T dz1
+            dz = values[2]
             for j in range(width):
                 for m in range(members):
                     h = hidden[j, m]
-                    step = dz[m] * theta[w2 + j, m]
-                    dz1 = step * (_ONE if h > _ZERO else _ZERO)
+                    dz1 = (dz[m] * theta[w2 + j, m]) * (_ONE if h > _ZERO else _ZERO)
                     block[0, j, m] += h * dz[m]
                     block[1, j, m] += x[i, m] * dz1
                     grad[b1 + j, m] += dz1
                     sums[3 + j, m] += h
-            if (i + 1) % block_rows == 0 or i == n - 1:
+            in_block += 1
+            if in_block == block_rows or i == n - 1:
+                in_block = 0
                 for j in range(width):
                     for m in range(members):
                         column_sums[0, j, m] += block[0, j, m]
                         column_sums[1, j, m] += block[1, j, m]
-                block[:] = _ZERO
+                        block[0, j, m] = _ZERO
+                        block[1, j, m] = _ZERO
             if r + 1 == by_four:  # p0 += p1, p0 += p2, p0 += p3
-                for q in range(3):
-                    for lane in range(PACKET):
-                        for k in range(1, 4):
+                for k in range(1, 4):
+                    for q in range(3):
+                        for lane in range(PACKET):
                             for m in range(members):
                                 packets[q, lane, m] += packets[q, k * PACKET + lane, m]
-        for q in range(3):
+        for q in range(3):  # the tail plus the lanes folded in pairs (Eigen's predux)
             for m in range(members):
-                lanes[:, m] = packets[q, :PACKET, m]
-            folded = _fold_lanes(lanes)
-            for m in range(members):
-                results[leaf, q, m] = tails[q, m] + folded[m]
+                p = packets[q]
+                folded = (p[0, m] + p[4, m]) + (p[2, m] + p[6, m])
+                folded_odd = (p[1, m] + p[5, m]) + (p[3, m] + p[7, m])
+                tail[q, m] = tail[q, m] + (folded + folded_odd)
     _tree(nodes, results, sums)
     for j in range(width):
         for m in range(members):
             grad[w2 + j, m] = column_sums[0, j, m]
             grad[w1 + j, m] = column_sums[1, j, m]
-    grad[b2] = sums[2]
+    for m in range(members):
+        grad[b2, m] = sums[2, m]
 
 
-@njit(nogil=True, cache=True)
+@_compiled
 def _tree(nodes, results, sums):  # pragma: no cover - compiled
     """The root of Eigen's tree over the leaves' ``results`` ``[L, 3, members]`` into
-    ``sums[:3]`` (one leaf: its result)."""
-    if nodes.shape[0] == 1:
-        sums[:3] = results[0]
-        return
-    values = np.zeros((nodes.shape[0],) + results.shape[1:], results.dtype)
+    ``sums[:3]``: a node is ``(0 + left) + right``, a leaf its result."""
+    values = np.empty((nodes.shape[0], 3, results.shape[2]), _F32)
     for k in range(nodes.shape[0]):
         leaf, left, right = nodes[k, 0], nodes[k, 1], nodes[k, 2]
-        if leaf >= 0:
-            values[k] = results[leaf]
-        else:
-            values[k] = _ZERO + values[left]
-            if right >= 0:
-                values[k] = values[k] + values[right]
-    sums[:3] = values[nodes.shape[0] - 1]
+        for q in range(3):
+            for m in range(results.shape[2]):
+                if leaf >= 0:
+                    values[k, q, m] = results[leaf, q, m]
+                else:
+                    value = _ZERO + values[left, q, m]
+                    values[k, q, m] = value + values[right, q, m] if right >= 0 else value
+    for q in range(3):
+        for m in range(results.shape[2]):
+            sums[q, m] = values[nodes.shape[0] - 1, q, m]
 
 
-@njit(nogil=True, cache=True)
-def train_members(
-    x, y, theta, rates, adam, adam_steps, weight, scale, leaves, nodes, every, record
-):  # pragma: no cover - compiled
-    """Train members ``[P, members]`` (``theta``, unit-major: w1, b1, w2, b2; updated in
-    place) on their rows ``x``, ``y`` ``[n, members]`` for ``len(adam_steps)`` epochs, and
-    write the rows of epoch 0 and of every ``every``-th epoch into ``record`` ``[R, members,
-    2 + 2P + W]`` (output, loss, parameters, gradient (NaN in row 0), hidden-unit means).
+def train_lanes(
+    x: np.ndarray,
+    y: np.ndarray,
+    theta: np.ndarray,
+    rates: np.ndarray,
+    adam: bool,
+    adam_terms: np.ndarray,
+    weight: np.float32,
+    scale: np.float32,
+    every: int,
+    columns: np.ndarray,
+    record: np.ndarray,
+) -> None:
+    """Train members ``theta`` ``[P, members]`` (unit-major: w1, b1, w2, b2; updated in
+    place) on their rows ``x``, ``y`` ``[n, members]``, for ``len(adam_terms)`` epochs.
 
-    ``rates`` ``[members]``; ``adam``: Adam, else plain gradient descent; ``adam_steps``
-    ``[E, 2]``: each epoch's ``sqrt(1 - beta_2^t)`` and ``1 - beta_1^t`` as TensorFlow
-    computes them; ``weight``: d loss/d output per unit error (``scale / n``); ``scale``: the
-    loss's factor (1 or 0.5); ``leaves``, ``nodes``: :func:`reduction_tree`.
+    Record row k of ``record`` ``[R, members, len(columns)]`` is epoch ``k * every``: the
+    entries ``columns`` of the full row (output, loss, the parameters, the gradient (NaN in
+    row 0), the hidden-unit means). ``rates`` ``[members]``; ``adam``: Adam (else plain
+    gradient descent); ``adam_terms`` ``[E, 2]``: each update's ``sqrt(1 - beta_2^t)`` and
+    ``1 - beta_1^t`` (:func:`stellarnet.train.fused.adam_terms`); ``weight``: d loss/d output
+    per unit of error (``2 scale / n`` without the 2); ``scale``: the loss's factor.
     """
+    leaves, nodes = reduction_tree(len(x))
+    constants = np.array([1 - ADAM_BETA_1, 1 - ADAM_BETA_2, ADAM_EPSILON], np.float32)
+    previous = _flush_denormals()
+    try:
+        _train(x, y, theta, rates, adam, adam_terms, constants, weight, scale, leaves, nodes,
+               every, columns, record)  # fmt: skip
+    finally:
+        _restore(previous)
+
+
+@_compiled
+def _train(
+    x, y, theta, rates, adam, adam_terms, constants, weight, scale, leaves, nodes, every, columns,
+    record,
+):  # pragma: no cover - compiled  # fmt: skip
+    """:func:`train_lanes`' loop (``constants``: Adam's ``1 - beta_1``, ``1 - beta_2`` and
+    epsilon in float32)."""
     n, members = x.shape
     count, width = theta.shape[0], (theta.shape[0] - 1) // 3
     rows = _F32(n)
-    c1, c2 = _F32(1 - 0.9), _F32(1 - 0.999)
-    epsilon = _F32(1e-7)
+    c1, c2, epsilon = constants[0], constants[1], constants[2]
     sums = np.empty((3 + width, members), _F32)
     grad = np.empty((count, members), _F32)
     first = np.zeros((count, members), _F32)
     second = np.zeros((count, members), _F32)
     alpha = np.empty(members, _F32)
-    previous = _get_mxcsr()
-    _set_mxcsr(previous | np.uint32(FLUSH_DENORMALS))
-    for epoch in range(len(adam_steps) + 1):
+    full = np.empty(2 + 2 * count + width, _F32)
+    for epoch in range(len(adam_terms) + 1):
         _pass(x, y, theta, weight, leaves, nodes, sums, grad)
-        if epoch:
-            if adam:
+        if epoch and adam:
+            for m in range(members):
+                alpha[m] = (rates[m] * adam_terms[epoch - 1, 0]) / adam_terms[epoch - 1, 1]
+            for p in range(count):
                 for m in range(members):
-                    alpha[m] = (rates[m] * adam_steps[epoch - 1, 0]) / adam_steps[epoch - 1, 1]
-                for p in range(count):
-                    for m in range(members):
-                        g = grad[p, m]
-                        first[p, m] = first[p, m] + (g - first[p, m]) * c1
-                        second[p, m] = second[p, m] + (g * g - second[p, m]) * c2
-                        step = first[p, m] * alpha[m]
-                        theta[p, m] = theta[p, m] - step / (np.sqrt(second[p, m]) + epsilon)
-            else:
-                for p in range(count):
-                    for m in range(members):
-                        theta[p, m] = theta[p, m] - grad[p, m] * rates[m]
+                    g = grad[p, m]
+                    first[p, m] = first[p, m] + (g - first[p, m]) * c1
+                    second[p, m] = second[p, m] + (g * g - second[p, m]) * c2
+                    step = first[p, m] * alpha[m]
+                    theta[p, m] = theta[p, m] - step / (np.sqrt(second[p, m]) + epsilon)
+        elif epoch:
+            for p in range(count):
+                for m in range(members):
+                    theta[p, m] = theta[p, m] - grad[p, m] * rates[m]
         if epoch % every:
             continue
         row = record[epoch // every]
         for m in range(members):
             loss = sums[0, m] / rows
-            row[m, 0] = sums[1, m] / rows
-            row[m, 1] = loss if scale == _ONE else scale * loss
+            full[0] = sums[1, m] / rows
+            full[1] = loss if scale == _ONE else scale * loss
             for p in range(count):
-                row[m, 2 + p] = theta[p, m]
-                row[m, 2 + count + p] = grad[p, m] if epoch else np.float32(np.nan)
+                full[2 + p] = theta[p, m]
+                full[2 + count + p] = grad[p, m] if epoch else np.float32(np.nan)
             for j in range(width):
-                row[m, 2 + 2 * count + j] = sums[3 + j, m] / rows
-    _set_mxcsr(previous)
+                full[2 + 2 * count + j] = sums[3 + j, m] / rows
+            for c in range(columns.shape[0]):
+                row[m, c] = full[columns[c]]
