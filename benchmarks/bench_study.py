@@ -8,7 +8,7 @@ ReLU net, Adam), printed beside the issue's targets:
    command in a subprocess, TensorFlow's import included (target <= 20 s);
 3. the study of 1. on a local Dask cluster of 2 worker processes vs the local path (target
    <= 1.5x), and the overhead per task: the extra wall time per part (the workers' start and
-   TensorFlow import included), and the round trip of an empty task;
+   imports included), and the round trip of an empty task;
 4. the client's peak memory (RSS, sampled every 50 ms) of a study on Dask at 128 and at 512
    members (it gathers only per-member statistics; target: flat in the members).
 
@@ -155,7 +155,7 @@ def main() -> None:
             f"3. {members} members x {epochs} epochs: local {span(local)}, LocalCluster of 2 "
             f"workers {span(on_dask)} = {span(ratios, 2, 'x')} the fastest local run "
             f"(target <= 1.5x); {span(extra, 2)} extra per part ({parts} parts; the cluster's "
-            f"start and the workers' TensorFlow import included); summaries equal: {same}"
+            f"start and the workers' imports included); summaries equal: {same}"
         )
         lines.append(
             f"   empty task round trip on the cluster: {empty_task_round_trip() * 1e3:.1f} ms"

@@ -226,3 +226,21 @@ def test_applies_only_under_stellarnets_tensorflow_settings_with_numba(monkeypat
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
     monkeypatch.setattr(fused.importlib.util, "find_spec", lambda name: None)
     assert not fused.applies((1, 6, 1), "relu", "linear", "adam", "mse")
+
+
+def test_compiles_without_a_cache_where_it_cannot_write_one(monkeypatch):
+    """A read-only package folder and no user cache folder: numba refuses ``cache=True`` at
+    decoration; the loop is then compiled in each process instead of failing to import."""
+    from stellarnet.train import fused_kernel
+
+    calls = []
+
+    def njit(**options):
+        calls.append(options)
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return lambda function: function
+
+    monkeypatch.setattr(fused_kernel, "njit", njit)
+    assert fused_kernel._compiled(len) is len
+    assert calls == [{"nogil": True, "cache": True}, {"nogil": True}]

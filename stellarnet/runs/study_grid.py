@@ -41,8 +41,9 @@ STUDY_KEYS = {"lr", "seeds", "first_seed", "hidden", "init", "epochs", "record"}
 PART_BYTES = 128 * 2**20
 """Largest history of one part (rows x columns x 8 bytes): what a part holds in memory
 before it is written. The fused loop (:mod:`stellarnet.train.fused`) runs faster per member
-the more members a thread has (512 HR members x 2000 epochs: 2 parts of 256 took 5.1 s, 6
-parts of 86 took 6.3 s; peak RSS 1.23 against 1.05 GiB)."""
+the more members a thread has, and Dask spreads smaller parts better: 512 HR members x 2000
+epochs in 6 parts (64 MiB) took 5.4-6.3 s, on 2 Dask workers 1.17-1.27x that; in 4 parts
+(128 MiB) 4.9-5.5 s and 1.31-1.34x; in 2 parts (256 MiB) 4.5-6.1 s and 1.39-1.53x."""
 PART_MEMBERS = 1024
 """Most members in one part (one stacked graph)."""
 

@@ -53,7 +53,7 @@ _ZERO, _ONE, _TWO = _F32(0.0), _F32(1.0), _F32(2.0)
 def _compiled(function):  # noqa: ANN001, ANN202
     """``function`` compiled without the GIL, its machine code cached on disk where numba finds
     a place to write (beside this module, or its user cache folder); else compiled anew in each
-    process (about 4 s) rather than not at all."""
+    process (about 5 s) rather than not at all."""
     try:
         return njit(nogil=True, cache=True)(function)
     except RuntimeError:  # "cannot cache function ...: no locator available"
