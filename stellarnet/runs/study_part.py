@@ -4,10 +4,11 @@ after part and what a Dask worker does for one task.
 A member ``(hidden, seed, lr)`` trains on the rows its seed's shuffle puts in order (the
 catalog's kept rows permuted by ``numpy.random.default_rng(seed).permutation``, as
 :func:`stellarnet.data.datasets.make_dataset` does) from its seed's initial weights
-(:func:`stellarnet.train.draws.initial_layers`), stacked with the rest of its part
-(:func:`stellarnet.train.stacked.train_stacked`, each member on its own row order): its rows
-equal ``stellarnet experiment EXP --seed S --lr R``'s bit for bit. A member that diverges
-keeps its rows up to its first non-finite one, as a single run does, and the others train on.
+(:func:`stellarnet.train.draws.initial_layers`), with the rest of its part in the fused loop
+(:mod:`stellarnet.train.fused`) or stacked (:func:`stellarnet.train.stacked.train_stacked`),
+each member on its own row order: its rows equal ``stellarnet experiment EXP --seed S --lr
+R``'s bit for bit. A member that diverges keeps its rows up to its first non-finite one, as a
+single run does, and the others train on.
 """
 
 from __future__ import annotations
@@ -171,17 +172,18 @@ def train_members(
     rates: list[float],
     row_orders: np.ndarray,
     index: int,
-) -> tuple[list[Any], pd.DataFrame]:
+) -> tuple[str, list[Any], pd.DataFrame]:
     """Train a part's members (initial ``layers``, ``rates``, ``row_orders``): the fused loop
-    where it applies (:func:`stellarnet.train.fused.applies`), else stacked. Returns their
-    final layers and their long history (a ``member`` column; every row, NaN or not)."""
+    where it applies (:func:`stellarnet.train.fused.applies`), else stacked. Returns which
+    (``"fused"`` or ``"stacked"``), their final layers and their long history (a ``member``
+    column; every row, NaN or not)."""
     from stellarnet.train import fused
     from stellarnet.train.stacked import train_stacked
 
     options = config.stacked_options()
     training = {name: options[name] for name in ("epochs", "optimizer", "loss", "record")}
     if fused_applies(config):
-        return fused.train_fused(
+        finals, long = fused.train_fused(
             layers,
             x,
             y,
@@ -191,6 +193,7 @@ def train_members(
             row_orders=row_orders,
             threads=worker_threads(),
         )
+        return "fused", finals, long
     recorder, long = train_stacked(
         layers,
         x,
@@ -202,7 +205,7 @@ def train_members(
         row_orders=row_orders,
         groups=part_groups(len(layers), config.training.epochs),
     )
-    return recorder.final_layers(), long
+    return "stacked", recorder.final_layers(), long
 
 
 def train_part(task: PartTask) -> pd.DataFrame:
@@ -228,8 +231,7 @@ def _train_part(task: PartTask) -> pd.DataFrame:
     orders = {seed: row_order(config, seed, len(y)) for seed in seeds}
     rates = [lr for _, lr in members]
     row_orders = np.stack([orders[seed] for seed, _ in members])
-    engine = "fused" if fused_applies(config) else "stacked"
-    trained, long = train_members(config, layers, x, y, rates, row_orders, part.index)
+    engine, trained, long = train_members(config, layers, x, y, rates, row_orders, part.index)
     long = cut_members(long)
     keys = pd.DataFrame({"lr": rates, "hidden": part.hidden, "seed": [seed for seed, _ in members]})
     finals = (layers, trained) if spec.record == "loss" else None

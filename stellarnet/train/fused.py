@@ -6,7 +6,8 @@ The stacked TensorFlow graph (:mod:`stellarnet.train.stacked`) makes about twent
 rows per epoch, computing each row's forward and backward pass for all members at once (a
 member is a SIMD lane, :mod:`stellarnet.train.fused_kernel`). It performs TensorFlow's float32
 operations in the order TensorFlow's kernels sum them, so each member's history equals its run
-alone, bit for bit, as the stacked graph's does; the tests hold it to the stacked graph.
+alone, bit for bit, as the stacked graph's does; the tests hold it to the stacked graph and
+to single runs.
 
 It applies (:func:`applies`) to full-batch training of those nets with the MSE loss (or half
 of it), Adam or plain gradient descent, equal sample weights, on x86-64 with TensorFlow's
@@ -109,7 +110,7 @@ def train_fused(
     size, width = theta.shape[1], members[0][0][1].shape[0]
     rows = len(y)
     orders = np.tile(np.arange(rows), (size, 1)) if row_orders is None else row_orders
-    _check_shapes(members[0], x, y, orders)
+    _check_shapes(members[0], x, y, orders, size)
     inputs = np.asarray(x, np.float32)[:, 0][orders].T  # [n, K]: column k is member k's
     targets = np.asarray(y, np.float32)[:, 0][orders].T
     rates = np.asarray(learning_rates, np.float32)
@@ -140,9 +141,11 @@ def train_fused(
     return [_layers(column, width) for column in theta.T], frame
 
 
-def _check_shapes(layers: Layers, x: np.ndarray, y: np.ndarray, orders: np.ndarray) -> None:
+def _check_shapes(
+    layers: Layers, x: np.ndarray, y: np.ndarray, orders: np.ndarray, members: int
+) -> None:
     """ConfigError unless ``layers`` are a 1-W-1 net's, ``x`` and ``y`` one column of the same
-    n > 0 rows, and ``orders`` one permutation's worth of row numbers per member."""
+    n > 0 rows, and ``orders`` n row numbers for each of the ``members``."""
     shapes = [array.shape for pair in layers for array in pair]
     width = shapes[1][0] if len(shapes) == 4 else 0
     if shapes != [(1, width), (width,), (width, 1), (1,)]:
@@ -152,7 +155,7 @@ def _check_shapes(layers: Layers, x: np.ndarray, y: np.ndarray, orders: np.ndarr
         raise ConfigError(
             f"the fused loop needs x and y of shape (n, 1), n > 0; got {np.shape(x)}, {np.shape(y)}"
         )
-    if orders.ndim != 2 or orders.shape[1] != rows or orders.min() < 0 or orders.max() >= rows:
+    if orders.shape != (members, rows) or orders.min() < 0 or orders.max() >= rows:
         raise ConfigError(
             f"row_orders must hold {rows} row numbers (0..{rows - 1}) per member; got an "
             f"array of shape {orders.shape}"
@@ -162,7 +165,8 @@ def _check_shapes(layers: Layers, x: np.ndarray, y: np.ndarray, orders: np.ndarr
 def _split(members: int, threads: int | None) -> list[slice]:
     """The members of each thread: ``threads`` (default: the cores this process may use)
     contiguous slices of sizes differing by at most one."""
-    count = threads or len(os.sched_getaffinity(0))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # Linux
+    count = threads or (len(usable) if usable else os.cpu_count() or 1)
     bounds = np.linspace(0, members, min(members, count) + 1).astype(int)
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 

@@ -19,9 +19,9 @@ thread per op), which is what makes its numbers equal a run alone bit for bit:
 ``rows`` (``BiasAddGrad``, the hidden units' means)
     One row after the other from zero.
 ``units`` (the output ``h w2``: Eigen's row-major matrix-vector product)
-    The units one after the other from zero; but when the row count n is odd, W >= 4 and
-    n + W + 1 >= 20 (below that Eigen multiplies coefficient by coefficient), the last row
-    takes units 0-3 as a half packet, ``(t0 + t2) + (t1 + t3)``, then the others in turn.
+    The units one after the other from zero; but the last of an odd number of rows (with 4
+    units or more: :func:`stellarnet.train.backprop.last_row_by_half_packet`) takes units 0-3
+    as a half packet, ``(t0 + t2) + (t1 + t3)``, then the others in turn.
 
 TensorFlow flushes denormal numbers to zero (FTZ and DAZ) in its kernels; :func:`train_lanes`
 sets the same modes for the loop and restores the caller's afterwards, even on an error.
@@ -36,6 +36,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from stellarnet.train.backprop import last_row_by_half_packet
 from stellarnet.train.optimizers import ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON
 
 LEAF_VALUES = 8 * 1024
@@ -129,10 +130,11 @@ def reduction_tree(rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @_compiled
-def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover - compiled
+def _pass(x, y, theta, weight, half_last, leaves, nodes, sums, grad):  # pragma: no cover
     """One forward and backward pass at ``theta``: ``sums`` ``[3 + W, members]`` gets the
     sums of the squared errors, the outputs and d loss/d output (``inner``) and of the
-    hidden units (``rows``); ``grad`` ``[P, members]`` the gradient."""
+    hidden units (``rows``); ``grad`` ``[P, members]`` the gradient. ``half_last``: the last
+    row's output sums its first 4 units as a half packet (``units``)."""
     n, members = x.shape
     width = (theta.shape[0] - 1) // 3
     w1, b1, w2, b2 = 0, width, 2 * width, 3 * width
@@ -143,7 +145,6 @@ def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover -
     block = np.zeros((2, width, members), _F32)
     column_sums = np.zeros((2, width, members), _F32)
     block_rows = n if n < 128 else GEMV_BLOCK
-    last_by_half = n % 2 == 1 and width >= 4 and n + width + 1 >= 20
     in_block = 0  # rows in the current block (blocks run on across the leaves)
     grad[:] = _ZERO
     sums[:] = _ZERO
@@ -165,7 +166,7 @@ def _pass(x, y, theta, weight, leaves, nodes, sums, grad):  # pragma: no cover -
                     h = _ZERO if z < _ZERO else z  # max(z, 0): NaN stays NaN, -0 stays -0
                     hidden[j, m] = h
                     total[m] = total[m] + h * theta[w2 + j, m]
-            if i == n - 1 and last_by_half:  # Eigen's last row: a half packet of 4 units
+            if i == n - 1 and half_last:  # Eigen's last row: a half packet of 4 units
                 for m in range(members):
                     t0, t1 = hidden[0, m] * theta[w2, m], hidden[1, m] * theta[w2 + 1, m]
                     t2, t3 = hidden[2, m] * theta[w2 + 2, m], hidden[3, m] * theta[w2 + 3, m]
@@ -266,23 +267,24 @@ def train_lanes(
     entries ``columns`` of the full row (output, loss, the parameters, the gradient (NaN in
     row 0), the hidden-unit means). ``rates`` ``[members]``; ``adam``: Adam (else plain
     gradient descent); ``adam_terms`` ``[E, 2]``: each update's ``sqrt(1 - beta_2^t)`` and
-    ``1 - beta_1^t`` (:func:`stellarnet.train.fused.adam_terms`); ``weight``: d loss/d output
-    per unit of error (``2 scale / n`` without the 2); ``scale``: the loss's factor.
+    ``1 - beta_1^t`` (:func:`stellarnet.train.fused.adam_terms`); ``weight``: ``scale / n``
+    (d loss/d output is ``-(weight * (error * 2))``); ``scale``: the loss's factor.
     """
     leaves, nodes = reduction_tree(len(x))
+    half_last = last_row_by_half_packet(len(x), (len(theta) - 1) // 3)
     constants = np.array([1 - ADAM_BETA_1, 1 - ADAM_BETA_2, ADAM_EPSILON], np.float32)
     previous = _flush_denormals()
     try:
-        _train(x, y, theta, rates, adam, adam_terms, constants, weight, scale, leaves, nodes,
-               every, columns, record)  # fmt: skip
+        _train(x, y, theta, rates, adam, adam_terms, constants, weight, scale, half_last,
+               leaves, nodes, every, columns, record)  # fmt: skip
     finally:
         _restore(previous)
 
 
 @_compiled
 def _train(
-    x, y, theta, rates, adam, adam_terms, constants, weight, scale, leaves, nodes, every, columns,
-    record,
+    x, y, theta, rates, adam, adam_terms, constants, weight, scale, half_last, leaves, nodes,
+    every, columns, record,
 ):  # pragma: no cover - compiled  # fmt: skip
     """:func:`train_lanes`' loop (``constants``: Adam's ``1 - beta_1``, ``1 - beta_2`` and
     epsilon in float32)."""
@@ -297,7 +299,7 @@ def _train(
     alpha = np.empty(members, _F32)
     full = np.empty(2 + 2 * count + width, _F32)
     for epoch in range(len(adam_terms) + 1):
-        _pass(x, y, theta, weight, leaves, nodes, sums, grad)
+        _pass(x, y, theta, weight, half_last, leaves, nodes, sums, grad)
         if epoch and adam:
             for m in range(members):
                 alpha[m] = (rates[m] * adam_terms[epoch - 1, 0]) / adam_terms[epoch - 1, 1]
