@@ -229,3 +229,20 @@ def _run(command: list[str], cwd: Path | None = None) -> subprocess.CompletedPro
     return subprocess.run(
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
     )
+
+
+@pytest.mark.slow
+def test_installed_stellarnet_runs_a_study_in_the_fused_loop(installed, tmp_path):
+    """The fused loop from a wheel: numba compiles it in the installed package (or its user
+    cache) and the study's members equal what the checkout computes."""
+    stellarnet = str(installed / "stellarnet")
+    args = ["study", "hr_relation", "--lr", "0.1", "0.3", "--seeds", "2", "--epochs", "5"]
+    run = _run([stellarnet, *args, "--hidden", "4"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    (folder,) = (tmp_path / "results" / "hr_relation").iterdir()
+    assert json.loads((folder / "run.json").read_text())["engines"] == {"4": "fused"}
+    here = _run([sys.executable, "-m", "stellarnet.cli", *args, "--hidden", "4", "--results",
+                 str(tmp_path / "here")], ROOT)  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    (mine,) = (tmp_path / "here" / "hr_relation").iterdir()
+    assert (folder / "summary.csv").read_text() == (mine / "summary.csv").read_text()
