@@ -6,6 +6,7 @@ import."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import socket
@@ -45,6 +46,7 @@ def assert_same_study(folder: Path, reference) -> None:
 def test_local_cluster_equals_local(hr_config, results_dir, local):
     result = run_study(hr_config, SPEC, results_dir, dask_workers=2)
     assert result.record["run_on"]["where"] == "dask"
+    assert result.record["engines"] == local.record["engines"] == {"6": "fused"}
     assert result.summary.equals(local.summary)
     assert_same_study(result.folder, local)
 
@@ -114,6 +116,8 @@ def test_cli_through_a_scheduler_and_two_worker_processes(
         assert main([*argv, "--scheduler", address]) == 0
         folder = next((results_dir / "hr_relation").iterdir())
         assert_same_study(folder, local)
+        record = json.loads((folder / "run.json").read_text())
+        assert record["engines"] == {"6": "fused"}  # the workers run stellarnet's settings
     finally:
         for process in processes:  # workers first, then the scheduler
             process.send_signal(signal.SIGTERM)

@@ -146,6 +146,8 @@ def unit_sums(products: Any, width: int, members: int) -> Any:
     import tensorflow as tf
 
     sums = tf.reduce_sum(tf.reshape(products, [-1, width, members]), axis=1)
+    if products.shape[0] is None:  # the order of the last row depends on the row count
+        raise ValueError("unit_sums needs the number of rows when the graph is traced")
     if not last_row_by_half_packet(products.shape[0], width):
         return sums
     # (t0 + t2) + (t1 + t3), then t4, t5, ... in turn: sums over axes of 2 and of the rest
@@ -156,12 +158,12 @@ def unit_sums(products: Any, width: int, members: int) -> Any:
     return tf.concat([sums[:-1], row[None]], axis=0)
 
 
-def last_row_by_half_packet(rows: int | None, width: int) -> bool:
+def last_row_by_half_packet(rows: int, width: int) -> bool:
     """Whether Eigen's row-major matrix-vector product (Keras' ``Dense(1)`` on ``rows`` rows
     of ``width`` < 8 units) sums the last row's first four products as a half packet,
     ``(t0 + t2) + (t1 + t3)``: for an odd number of rows, at least 4 units, and
     ``rows + width + 1 >= 20`` (below that Eigen multiplies coefficient by coefficient)."""
-    return rows is not None and rows % 2 == 1 and width >= 4 and rows + width + 1 >= 20
+    return rows % 2 == 1 and width >= 4 and rows + width + 1 >= 20
 
 
 SPREAD_BY_MATMUL = 8

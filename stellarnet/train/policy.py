@@ -1,5 +1,6 @@
 """How a recorder's epochs run: :class:`ExecutionPolicy`, one small dataclass owned by the
-engine (:mod:`stellarnet.train.engine`). Only speed depends on it, except ``jit_compile``.
+engine (:mod:`stellarnet.train.engine`). Only speed depends on it, except ``jit_compile`` and
+``grappler_iterations``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
 
 @dataclasses.dataclass(frozen=True)
 class ExecutionPolicy:
-    """How a recorder's epochs run. Only speed depends on it, except ``jit_compile``.
+    """How a recorder's epochs run. Only speed depends on it, except ``jit_compile`` and
+    ``grappler_iterations``.
 
     Parameters
     ----------
@@ -38,7 +40,9 @@ class ExecutionPolicy:
     grappler_iterations : int
         Rounds of grappler's graph rewrites at a traced function's first call (0: none;
         TensorFlow's default is :data:`GRAPPLER_DEFAULT`). They pay where ops can run side by
-        side, not on a chain of small ops.
+        side, not on a chain of small ops. They also change numbers: grappler fuses a Dense
+        layer's MatMul and BiasAdd into one kernel that rounds differently (an HR net's output
+        differed on 183-277 of 2242-2243 rows), so single runs keep them off.
     chunk_seconds : float
         Target wall time of one graph call: few calls, yet a live progress bar.
     xla_chunk_epochs : int
@@ -104,8 +108,8 @@ def _call_options(executor: str, grappler_iterations: int) -> Iterator[None]:
 def _limit_grappler(iterations: int) -> None:
     """Set grappler's rounds (0: off) in this thread's options for calls of traced functions:
     the options ``tf.experimental.function_executor_type`` sets, which TensorFlow exports no
-    other way to change. Only speed depends on it: without that private module, grappler
-    keeps its defaults."""
+    other way to change. Without that private module, grappler keeps its defaults (and its
+    fused kernels' rounding: see :class:`ExecutionPolicy`)."""
     import tensorflow as tf
 
     try:
