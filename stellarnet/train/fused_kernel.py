@@ -139,7 +139,8 @@ def _pass(x, y, theta, weight, half_last, leaves, nodes, sums, grad):  # pragma:
     width = (theta.shape[0] - 1) // 3
     w1, b1, w2, b2 = 0, width, 2 * width, 3 * width
     hidden = np.empty((width, members), _F32)
-    values = np.empty((3, members), _F32)  # a row's squared error, output, d loss/d output
+    total = np.empty(members, _F32)  # a row's output before the bias
+    dz = np.empty(members, _F32)  # a row's d loss/d output
     packets = np.empty((3, 4 * PACKET, members), _F32)
     results = np.empty((leaves.shape[0], 3, members), _F32)
     block = np.zeros((2, width, members), _F32)
@@ -158,7 +159,6 @@ def _pass(x, y, theta, weight, half_last, leaves, nodes, sums, grad):  # pragma:
         for r in range(count):
             i = first + r
             # forward: z = x w1 + b1, h = relu(z), out = sum_j h_j w2_j (in unit order) + b2
-            total = values[1]
             total[:] = _ZERO
             for j in range(width):
                 for m in range(members):
@@ -173,23 +173,18 @@ def _pass(x, y, theta, weight, half_last, leaves, nodes, sums, grad):  # pragma:
                     total[m] = (t0 + t2) + (t1 + t3)
                     for j in range(4, width):
                         total[m] = total[m] + hidden[j, m] * theta[w2 + j, m]
+            if r < by_one:  # into a packet's lane, else into the scalar tail
+                into = packets[:, r % (4 * PACKET) if r < by_four else r % PACKET]
+            else:
+                into = tail[:, :]
             for m in range(members):
                 out = total[m] + theta[b2, m]
                 error = y[i, m] - out
-                values[0, m] = error * error
-                values[1, m] = out
-                values[2, m] = -(weight * (error * _TWO))
-            if r < by_one:  # into a packet's lane, else into the scalar tail
-                lane = r % (4 * PACKET) if r < by_four else r % PACKET
-                for q in range(3):
-                    for m in range(members):
-                        packets[q, lane, m] += values[q, m]
-            else:
-                for q in range(3):
-                    for m in range(members):
-                        tail[q, m] += values[q, m]
+                dz[m] = -(weight * (error * _TWO))
+                into[0, m] += error * error  # the loss, the output, d loss/d b2
+                into[1, m] += out
+                into[2, m] += dz[m]
             # backward: dw2 = h^T dz, dz1 = relu'(h) dz w2, db1 = sum dz1, dw1 = x^T dz1
-            dz = values[2]
             for j in range(width):
                 for m in range(members):
                     h = hidden[j, m]
