@@ -43,7 +43,8 @@ PART_BYTES = 128 * 2**20
 before it is written. The fused loop (:mod:`stellarnet.train.fused`) runs faster per member
 the more members a thread has, and Dask spreads smaller parts better: 512 HR members x 2000
 epochs in 6 parts (64 MiB) took 5.4-6.3 s, on 2 Dask workers 1.17-1.27x that; in 4 parts
-(128 MiB) 4.9-5.5 s and 1.31-1.34x; in 2 parts (256 MiB) 4.5-6.1 s and 1.39-1.53x."""
+(128 MiB) 4.9-5.5 s and 1.31-1.34x; in 2 parts (256 MiB) 4.5-6.1 s and 1.39-1.53x (one script,
+back to back, load about 2; ``benchmarks/bench_study.py`` later gave 1.10-1.16x for 128 MiB)."""
 PART_MEMBERS = 1024
 """Most members in one part (one stacked graph)."""
 
