@@ -5,11 +5,11 @@ TensorFlow's summation orders, every width it takes, both optimizers and both lo
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
 from stellarnet.errors import ConfigError
+from stellarnet.runs.study_part import cut_members
 from stellarnet.schema import RECORD_GROUPS
 from stellarnet.train import fused
 from stellarnet.train.fused_kernel import LEAF_VALUES, reduction_tree, train_lanes
@@ -45,13 +45,6 @@ def orders(count: int, rows: int) -> np.ndarray:
     return np.stack([np.random.default_rng(seed).permutation(rows) for seed in range(count)])
 
 
-def until_divergence(long: pd.DataFrame) -> pd.DataFrame:
-    """Each member's rows up to its first non-finite output or loss (what a study keeps)."""
-    from stellarnet.runs.study_part import cut_members
-
-    return cut_members(long)
-
-
 @pytest.mark.parametrize(
     ("rows", "width", "optimizer", "loss"),
     [
@@ -73,7 +66,7 @@ def test_equals_the_stacked_graph(hr_dataset, rows, width, optimizer, loss):
     )
     finals, long = fused.train_fused(nets, x, y, rates, row_orders=order, **options)
     assert list(long.columns) == list(stacked.columns)
-    assert until_divergence(long).equals(until_divergence(stacked))
+    assert cut_members(long).equals(cut_members(stacked))
     if optimizer == "adam":  # a rate of 3 diverges with SGD; Adam's members all stay finite
         assert long.equals(stacked)
         for mine, theirs in zip(finals, recorder.final_layers(), strict=True):

@@ -33,7 +33,7 @@ from stellarnet.params import Layers
 from stellarnet.schema import DEFAULT_RECORD, RECORD_GROUPS, HistorySchema, history_frame
 from stellarnet.tfsettings import SETTINGS
 from stellarnet.train.analytic import LOSS_FACTORS
-from stellarnet.train.grouping import WIDE_MAX_UNITS
+from stellarnet.train.grouping import WIDE_MAX_UNITS, group_bounds
 from stellarnet.train.optimizers import ADAM_BETA_1, ADAM_BETA_2
 from stellarnet.train.stacked import member_rows
 
@@ -164,11 +164,10 @@ def _check_shapes(
 
 def _split(members: int, threads: int | None) -> list[slice]:
     """The members of each thread: ``threads`` (default: the cores this process may use)
-    contiguous slices of sizes differing by at most one."""
+    contiguous groups (:func:`~stellarnet.train.grouping.group_bounds`)."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None  # Linux
     count = threads or (len(usable) if usable else os.cpu_count() or 1)
-    bounds = np.linspace(0, members, min(members, count) + 1).astype(int)
-    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [slice(lo, hi) for lo, hi in group_bounds(members, min(members, count), (), 0)]
 
 
 def padded(values: np.ndarray, lanes: int) -> np.ndarray:
